@@ -80,3 +80,11 @@ impl From<std::io::Error> for ExportError {
 }
 
 pub type Result<T, E = ExportError> = std::result::Result<T, E>;
+
+impl ExportError {
+    /// Names the attribute or field the error is about.
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+}

@@ -1,14 +1,26 @@
 //! The library entry point: one export from request to output bytes.
 //!
-//! The server and the CLI both call [`export`]; it resolves the options,
-//! assembles the image graph and writes it to the sink the attributes ask for.
+//! The server and the CLI both call [`export`]. It resolves the options,
+//! checks the result, exports the layers (the only I/O before the sink),
+//! assembles the image graph and writes it to the sink.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::Path;
 
-use crate::error::{ExportError, Result};
-use crate::model::{ExportRequest, ExportResponse};
+use base64::Engine as _;
+use serde_json::Value;
+
+use crate::annotations::{self, Annotations};
+use crate::assemble::{self, attest, config, AssembleOptions, PlatformInput};
+use crate::error::{ErrorKind, ExportError, Result};
+use crate::layer::{self, ExportedLayer, LayerPlan};
+use crate::model::{Attestation, ExportRequest, ExportResponse};
+use crate::oci::{Descriptor, Platform};
+use crate::options::{ExportOptions, ExporterType};
+use crate::reference::{self, Reference};
+use crate::sink;
+use crate::timefmt::Time;
 
 /// Where layer blobs are read from (the server's content store, or a directory).
 pub trait BlobSource: Send + Sync {
@@ -28,10 +40,14 @@ pub enum Progress {
 /// What an export may use besides the request.
 pub struct ExportEnv<'a> {
     pub blobs: &'a dyn BlobSource,
-    /// A directory for temporary files (re-compressed layers); on the same
-    /// file system as any destination that is renamed into place.
+    /// A directory for temporary files (re-compressed layers).
     pub scratch: &'a Path,
 }
+
+const KEY_PLATFORMS: &str = "refs.platforms";
+const KEY_CONFIG: &str = "containerimage.config";
+const KEY_EPOCH: &str = "source.date.epoch";
+const KEY_IMAGE_NAME: &str = "image.name";
 
 /// Checks an exporter type, attributes and compatibility version; returns
 /// the effective options as key=value strings.
@@ -40,18 +56,401 @@ pub fn resolve_options(
     attrs: &BTreeMap<String, String>,
     compatibility_version: i32,
 ) -> Result<BTreeMap<String, String>> {
-    let _ = (exporter, attrs, compatibility_version);
-    Err(ExportError::internal("resolve_options: not built yet"))
+    Ok(ExportOptions::parse(exporter, attrs, compatibility_version)?.effective())
+}
+
+/// Looks a JSON field up the way Go does (exact, then case-insensitive).
+fn go_field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    let obj = v.as_object()?;
+    obj.get(name)
+        .or_else(|| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+}
+
+fn platform_from_json(v: &Value) -> Platform {
+    let s = |k: &str| {
+        go_field(v, k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    Platform {
+        architecture: s("architecture"),
+        os: s("os"),
+        os_version: s("os.version"),
+        os_features: go_field(v, "os.features")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        variant: s("variant"),
+    }
+}
+
+/// The platforms of a map result, in `refs.platforms` order.
+fn map_platforms(req: &ExportRequest, meta: &BTreeMap<String, Vec<u8>>) -> Result<Vec<(String, Platform)>> {
+    let refs = &req.result.refs;
+    let Some(raw) = meta.get(KEY_PLATFORMS) else {
+        if refs.len() == 1 {
+            let id = refs.keys().next().cloned().unwrap_or_default();
+            let p = crate::platform::parse(&id).ok_or_else(|| {
+                ExportError::invalid(
+                    "refs",
+                    format!("unable to export multiple refs, missing platforms mapping (ref {id:?} is not a platform)"),
+                )
+            })?;
+            return Ok(vec![(id, p)]);
+        }
+        return Err(ExportError::invalid(
+            "metadata[\"refs.platforms\"]",
+            "unable to export multiple refs, missing platforms mapping",
+        ));
+    };
+    let v: Value = serde_json::from_slice(raw).map_err(|e| {
+        ExportError::invalid(
+            "metadata[\"refs.platforms\"]",
+            format!("failed to parse platforms passed to exporter: {e}"),
+        )
+    })?;
+    let list = go_field(&v, "Platforms")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if list.len() != refs.len() {
+        return Err(ExportError::invalid(
+            "metadata[\"refs.platforms\"]",
+            format!(
+                "number of platforms does not match references {} {}",
+                list.len(),
+                refs.len()
+            ),
+        ));
+    }
+    let mut out = Vec::new();
+    for p in &list {
+        let id = go_field(p, "ID")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if !refs.contains_key(&id) {
+            return Err(ExportError::invalid(
+                "metadata[\"refs.platforms\"]",
+                format!("failed to find ref for ID {id}"),
+            ));
+        }
+        let platform = go_field(p, "Platform").map(platform_from_json).unwrap_or_default();
+        out.push((id, platform));
+    }
+    Ok(out)
+}
+
+fn meta_epoch(key: &str, v: &[u8]) -> Result<Option<Time>> {
+    let s = String::from_utf8_lossy(v);
+    crate::options::parse_epoch("", &s)
+        .map(|e| e.map(Time::from_unix))
+        .map_err(|e| {
+            ExportError::invalid(
+                format!("metadata[{key:?}]"),
+                format!(
+                    "invalid SOURCE_DATE_EPOCH from frontend: {}: {e}",
+                    crate::options::go_quote(&s)
+                ),
+            )
+        })
+}
+
+fn parse_created(s: &str, field: &str) -> Result<Option<Time>> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    Time::parse(s).map(Some).ok_or_else(|| {
+        ExportError::invalid(field, format!("invalid layer creation time {s:?}: not RFC 3339"))
+    })
+}
+
+fn check_layer(l: &crate::model::Layer, field: &str) -> Result<()> {
+    if !crate::oci::is_sha256_digest(&l.digest) {
+        return Err(ExportError::invalid(
+            format!("{field}.digest"),
+            format!("invalid layer digest {:?}: expected sha256:<64 hex>", l.digest),
+        ));
+    }
+    if !crate::oci::is_sha256_digest(&l.diff_id) {
+        return Err(ExportError::invalid(
+            format!("{field}.diffID"),
+            format!("invalid layer diffID {:?}: expected sha256:<64 hex>", l.diff_id),
+        ));
+    }
+    Ok(())
 }
 
 /// Runs one export. `out` receives the output archive (an OCI layout as a
-/// tar; empty for `type=image`). Returns the exporter response map.
+/// tar; nothing for `type=image`). Returns the exporter response map.
 pub fn export(
     req: &ExportRequest,
     env: &ExportEnv<'_>,
     out: &mut dyn Write,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ExportResponse> {
-    let _ = (req, env, out, progress);
-    Err(ExportError::internal("export: not built yet"))
+    let mut opts = ExportOptions::parse(&req.exporter, &req.attrs, req.compatibility_version)?;
+    let result = &req.result;
+    if result.refs.is_empty() {
+        return Err(ExportError::invalid("refs", "build result has no refs to export"));
+    }
+    let is_map = result.is_map();
+    if opts.exporter == ExporterType::Docker && is_map {
+        return Err(ExportError::conflict(
+            "refs",
+            "docker exporter does not currently support exporting manifest lists",
+        ));
+    }
+
+    // Unknown attributes are copied into the metadata, over the frontend's.
+    let mut meta = result.metadata.clone();
+    for (k, v) in &opts.extra_metadata {
+        meta.insert(k.clone(), v.clone().into_bytes());
+    }
+    let meta_annotations = annotations::parse_metadata(&meta)?;
+    opts.annotations.merge(&meta_annotations);
+
+    // The epoch: the attribute, else the global metadata key, else per platform.
+    let mut global_epoch = opts.epoch.map(Time::from_unix);
+    if global_epoch.is_none() {
+        if let Some(v) = meta.get(KEY_EPOCH) {
+            global_epoch = meta_epoch(KEY_EPOCH, v)?;
+        }
+    }
+    let has_global_epoch = opts.epoch.is_some() || meta.contains_key(KEY_EPOCH);
+
+    // Platforms, in output order.
+    let platforms: Vec<(String, Platform)> = if is_map {
+        map_platforms(req, &meta)?
+    } else {
+        let p = match meta.get(KEY_CONFIG) {
+            Some(c) if !c.is_empty() => config::config_platform(c)?,
+            _ => None,
+        }
+        .unwrap_or_else(|| Platform::new("linux", "amd64"));
+        vec![(crate::platform::format(&p), p)]
+    };
+
+    // Attestations per platform; a single ref drops them when only
+    // inline-only ones are present (unless attestation-inline).
+    let mut atts: Vec<Vec<&Attestation>> = platforms
+        .iter()
+        .map(|(id, _)| {
+            result
+                .attestations
+                .get(id)
+                .map(|v| v.iter().collect())
+                .unwrap_or_default()
+        })
+        .collect();
+    if !is_map {
+        let required = atts.iter().flatten().any(|a| {
+            opts.force_inline_attestations || !attest::is_inline_only(a)
+        });
+        if !required {
+            atts.iter_mut().for_each(Vec::clear);
+        }
+    }
+    let has_attestations = atts.iter().any(|a| !a.is_empty());
+    opts.finalize(!result.attestations.is_empty());
+    let oci_types = opts.oci_types();
+
+    if !oci_types && has_attestations {
+        return Err(ExportError::conflict(
+            "oci-mediatypes",
+            "cannot export attestations with \"oci-mediatypes=false\"",
+        ));
+    }
+    if !oci_types && !opts.annotations.is_empty() {
+        return Err(ExportError::conflict(
+            "oci-mediatypes",
+            "cannot export annotations with \"oci-mediatypes=false\"",
+        ));
+    }
+    let want_index = is_map || has_attestations;
+    let global = opts.annotations.for_platform(None);
+    if !want_index && (!global.index.is_empty() || !global.index_descriptor.is_empty()) {
+        return Err(ExportError::conflict(
+            "annotation-index",
+            "index annotations not supported for single platform export",
+        ));
+    }
+    if is_map {
+        for scoped in opts.annotations.scoped_platforms() {
+            if !platforms
+                .iter()
+                .any(|(_, p)| crate::platform::format(p) == scoped)
+            {
+                return Err(ExportError::invalid(
+                    "annotation",
+                    format!("invalid annotation: no platform {scoped} found in source"),
+                ));
+            }
+        }
+    }
+    for (i, (id, _)) in platforms.iter().enumerate() {
+        for (j, a) in atts[i].iter().enumerate() {
+            attest::check_origin(a, &format!("attestations[{id:?}][{j}]"))?;
+        }
+    }
+
+    // Image names.
+    let names_attr = if opts.name == "*" {
+        meta.get(KEY_IMAGE_NAME)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    } else {
+        opts.name.clone()
+    };
+    let names: Vec<Reference> = reference::parse_names(&names_attr)?;
+
+    // Export the layers (the one step that reads blobs before the sink).
+    let mut inputs: Vec<PlatformInput<'_>> = Vec::with_capacity(platforms.len());
+    let mut converted: BTreeMap<(String, Option<i64>), ExportedLayer> = BTreeMap::new();
+    for (i, (id, platform)) in platforms.iter().enumerate() {
+        let ref_key = if is_map { id.as_str() } else { "" };
+        let layers = &result.refs[ref_key];
+        let epoch = if has_global_epoch {
+            global_epoch
+        } else {
+            match meta.get(&format!("{KEY_EPOCH}/{id}")) {
+                Some(v) => meta_epoch(&format!("{KEY_EPOCH}/{id}"), v)?,
+                None => None,
+            }
+        };
+        let plan = LayerPlan {
+            compression: opts.compression,
+            level: opts.compression_level,
+            force: opts.force_compression,
+            rewrite_epoch: if opts.rewrite_timestamp {
+                epoch.map(|t| t.unix)
+            } else {
+                None
+            },
+        };
+        let mut exported = Vec::with_capacity(layers.len());
+        let mut layer_meta = Vec::with_capacity(layers.len());
+        for (j, l) in layers.iter().enumerate() {
+            let field = format!("refs[{ref_key:?}][{j}]");
+            check_layer(l, &field)?;
+            let key = (l.digest.clone(), plan.rewrite_epoch);
+            let e = match converted.get(&key) {
+                Some(e) => e.clone(),
+                None => {
+                    let e = layer::export_layer(l, &field, &plan, oci_types, env.blobs, env.scratch)?;
+                    converted.insert(key, e.clone());
+                    e
+                }
+            };
+            exported.push(e);
+            layer_meta.push((l.created_by.clone(), parse_created(&l.created, &format!("{field}.created"))?));
+        }
+        let config_key = if is_map {
+            format!("{KEY_CONFIG}/{id}")
+        } else {
+            KEY_CONFIG.to_string()
+        };
+        let config = meta.get(&config_key).map(Vec::as_slice).filter(|c| !c.is_empty());
+        if is_map {
+            if let Some(c) = config {
+                config::parse_history(c)?;
+                config::check_os_arch(c)?;
+            }
+        }
+        let scope = if is_map {
+            Some(crate::platform::format(platform))
+        } else {
+            None
+        };
+        inputs.push(PlatformInput {
+            id: id.clone(),
+            platform: platform.clone(),
+            config,
+            layers: exported,
+            layer_meta,
+            attestations: std::mem::take(&mut atts[i]),
+            epoch,
+            annotations: opts.annotations.for_platform(scope.as_deref()),
+        });
+    }
+
+    let graph = assemble::assemble(
+        &inputs,
+        &AssembleOptions {
+            oci_types,
+            oci_artifact: opts.oci_artifact(),
+            want_index,
+            names: &names,
+            annotations: Annotations {
+                index: global.index.clone(),
+                index_descriptor: global.index_descriptor.clone(),
+                ..Default::default()
+            },
+        },
+    )?;
+
+    let created = global_epoch
+        .unwrap_or_else(|| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            Time::from_unix(now)
+        })
+        .format_seconds();
+    let root = sink::layout::root_with_created(&graph.root, &created);
+
+    if opts.exporter != ExporterType::Image {
+        sink::write_oci_tar(
+            &graph,
+            &sink::ArchiveSpec {
+                names: &names,
+                root: &root,
+                docker_manifest: opts.exporter == ExporterType::Docker,
+            },
+            env.blobs,
+            out,
+            progress,
+        )?;
+    } else if opts.push {
+        return Err(ExportError::new(
+            ErrorKind::Unavailable,
+            "push is not available in this build of the image exporter",
+        )
+        .with_field("push"));
+    }
+
+    let mut response = ExportResponse::new();
+    for (k, v) in &meta {
+        if k.starts_with("frontend.") {
+            response.insert(k.clone(), String::from_utf8_lossy(v).into_owned());
+        }
+    }
+    response.insert("containerimage.digest".into(), graph.root.digest.clone());
+    let response_root: Descriptor = if opts.exporter == ExporterType::Image {
+        let mut d = graph.root.clone();
+        d.annotations.clear();
+        d
+    } else {
+        root.clone()
+    };
+    response.insert(
+        "containerimage.descriptor".into(),
+        base64::engine::general_purpose::STANDARD.encode(response_root.to_json()),
+    );
+    if let Some(c) = &graph.config_digest {
+        response.insert("containerimage.config.digest".into(), c.clone());
+    }
+    if !names.is_empty() {
+        response.insert(
+            "image.name".into(),
+            names.iter().map(Reference::full).collect::<Vec<_>>().join(","),
+        );
+    }
+    Ok(response)
 }

@@ -1,10 +1,25 @@
 //! oxport: an out-of-process image exporter for BuildKit-style builders.
 //!
-//! See ARCHITECTURE.md for the code map.
+//! A request flows one way: wire or CLI -> [`model`] -> [`options`] ->
+//! [`layer`] (the only I/O before the sink) -> [`assemble`] (pure) ->
+//! [`sink`] -> bytes out. See ARCHITECTURE.md for the code map.
 
+pub mod annotations;
+pub mod assemble;
+pub mod casefile;
 pub mod error;
 pub mod export;
+pub mod json;
+pub mod layer;
 pub mod model;
+pub mod oci;
+pub mod options;
+pub mod platform;
+pub mod reference;
+pub mod sink;
+pub mod store;
+pub mod timefmt;
+pub mod wire;
 
 /// The generated wire types and service stubs of `oxport.exporter.v1`.
 pub mod proto {

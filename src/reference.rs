@@ -1,0 +1,225 @@
+//! Image references as Docker normalises them (`fixture` ->
+//! `docker.io/library/fixture:latest`), their familiar form, and the
+//! `pkg:docker` package URLs that name images in in-toto subjects.
+
+use crate::error::{ExportError, Result};
+use crate::oci::Platform;
+use crate::platform;
+
+/// A normalised image reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// Registry host (`docker.io` for Docker Hub).
+    pub domain: String,
+    /// Repository path (`library/fixture`).
+    pub path: String,
+    pub tag: String,
+    /// `alg:hex` when the reference pins a digest.
+    pub digest: String,
+}
+
+impl Reference {
+    /// Parses and normalises a reference; adds `:latest` when neither tag nor
+    /// digest is given.
+    pub fn parse(s: &str) -> Result<Reference> {
+        let bad = |why: &str| {
+            ExportError::invalid(
+                "name",
+                format!("invalid reference format: {why}: {s:?}"),
+            )
+        };
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(bad("empty name"));
+        }
+        let (rest, digest) = match s.split_once('@') {
+            Some((r, d)) => (r, d.to_string()),
+            None => (s, String::new()),
+        };
+        let (name, tag) = match rest.rfind(':') {
+            Some(i) if !rest[i..].contains('/') => (&rest[..i], rest[i + 1..].to_string()),
+            _ => (rest, String::new()),
+        };
+        let (domain, path) = match name.split_once('/') {
+            Some((first, rest))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
+                (first.to_string(), rest.to_string())
+            }
+            _ => ("docker.io".to_string(), name.to_string()),
+        };
+        let domain = if domain == "index.docker.io" {
+            "docker.io".to_string()
+        } else {
+            domain
+        };
+        let path = if domain == "docker.io" && !path.contains('/') {
+            format!("library/{path}")
+        } else {
+            path
+        };
+        if path.is_empty() || path.split('/').any(str::is_empty) {
+            return Err(bad("empty path component"));
+        }
+        if !path.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-' | b'/')
+        }) {
+            return Err(bad("repository name must be lowercase"));
+        }
+        if !tag.is_empty()
+            && (tag.len() > 128
+                || !tag
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')))
+        {
+            return Err(bad("invalid tag"));
+        }
+        let tag = if tag.is_empty() && digest.is_empty() {
+            "latest".to_string()
+        } else {
+            tag
+        };
+        Ok(Reference {
+            domain,
+            path,
+            tag,
+            digest,
+        })
+    }
+
+    /// `domain/path`.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.domain, self.path)
+    }
+
+    /// The full normalised string, e.g. `docker.io/library/fixture:latest`.
+    pub fn full(&self) -> String {
+        let mut s = self.name();
+        if !self.tag.is_empty() {
+            s.push(':');
+            s.push_str(&self.tag);
+        }
+        if !self.digest.is_empty() {
+            s.push('@');
+            s.push_str(&self.digest);
+        }
+        s
+    }
+
+    /// The name without `docker.io/` and `library/`.
+    pub fn familiar_name(&self) -> String {
+        if self.domain == "docker.io" {
+            match self.path.strip_prefix("library/") {
+                Some(rest) if !rest.contains('/') => rest.to_string(),
+                _ => self.path.clone(),
+            }
+        } else {
+            self.name()
+        }
+    }
+
+    /// The familiar form with tag and digest (`fixture-short:latest`).
+    pub fn familiar(&self) -> String {
+        let mut s = self.familiar_name();
+        if !self.tag.is_empty() {
+            s.push(':');
+            s.push_str(&self.tag);
+        }
+        if !self.digest.is_empty() {
+            s.push('@');
+            s.push_str(&self.digest);
+        }
+        s
+    }
+
+    /// `pkg:docker/<familiar name>@<tag or digest>?platform=<escaped>`.
+    pub fn purl(&self, platform: Option<&Platform>) -> String {
+        let name = self.familiar_name();
+        let version = if self.digest.is_empty() {
+            &self.tag
+        } else {
+            &self.digest
+        };
+        let mut s = String::from("pkg:docker/");
+        let segments: Vec<String> = name.split('/').map(path_escape).collect();
+        s.push_str(&segments.join("/"));
+        if !version.is_empty() {
+            s.push('@');
+            s.push_str(&path_escape(version));
+        }
+        if let Some(p) = platform {
+            s.push_str("?platform=");
+            s.push_str(&platform::query_escape(&platform::format(p)));
+        }
+        s
+    }
+}
+
+/// Go's `url.PathEscape`.
+fn path_escape(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'a'..=b'z'
+            | b'A'..=b'Z'
+            | b'0'..=b'9'
+            | b'-'
+            | b'_'
+            | b'.'
+            | b'~'
+            | b'$'
+            | b'&'
+            | b'+'
+            | b':'
+            | b'='
+            | b'@' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Splits the `name` attribute (comma separated) into normalised references.
+pub fn parse_names(names: &str) -> Result<Vec<Reference>> {
+    names
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(Reference::parse)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_docker_hub_names() {
+        let r = Reference::parse("fixture-short").unwrap();
+        assert_eq!(r.full(), "docker.io/library/fixture-short:latest");
+        assert_eq!(r.familiar(), "fixture-short:latest");
+        let r = Reference::parse("example.com/app/fixture:1.0").unwrap();
+        assert_eq!(r.full(), "example.com/app/fixture:1.0");
+        assert_eq!(r.tag, "1.0");
+        let r = Reference::parse("localhost:5000/demo").unwrap();
+        assert_eq!(r.full(), "localhost:5000/demo:latest");
+        assert!(Reference::parse("Upper/Case").is_err());
+    }
+
+    #[test]
+    fn purls() {
+        let p = Platform::new("linux", "arm64");
+        assert_eq!(
+            Reference::parse("example.com/app/fixture:1.0")
+                .unwrap()
+                .purl(Some(&p)),
+            "pkg:docker/example.com/app/fixture@1.0?platform=linux%2Farm64"
+        );
+        assert_eq!(
+            Reference::parse("docker.io/library/golden:latest")
+                .unwrap()
+                .purl(None),
+            "pkg:docker/golden@latest"
+        );
+    }
+}
