@@ -7,6 +7,7 @@
 pub mod annotations;
 pub mod assemble;
 pub mod casefile;
+pub mod client;
 pub mod error;
 pub mod export;
 pub mod json;
@@ -16,6 +17,7 @@ pub mod oci;
 pub mod options;
 pub mod platform;
 pub mod reference;
+pub mod server;
 pub mod sink;
 pub mod store;
 pub mod timefmt;

@@ -1,0 +1,354 @@
+//! The reference client of `oxport.exporter.v1`, used by the CLI and tests.
+//!
+//! It connects to `unix://PATH` or `tcp://HOST:PORT`, uploads only the blobs
+//! the server lacks (resuming broken uploads from the offset the server
+//! holds), and runs exports, writing the streamed output to any `Write`.
+//!
+//! - [`output`]: the `--output` CSV and the destination, renamed into place
+//!   only on success.
+//! - [`untar`]: unpacks the streamed layout tar for `tar=false`.
+
+pub mod output;
+pub mod untar;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+use tracing::{debug, info};
+
+use crate::export::Progress;
+use crate::model::{ExportRequest, ExportResponse};
+use crate::proto::{self, export_event::Event, exporter_client::ExporterClient};
+use crate::wire::{self, CHUNK_SIZE, MAX_MESSAGE_SIZE};
+
+/// Attempts at one blob upload before giving up.
+const UPLOAD_ATTEMPTS: u32 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{0}")]
+    Address(String),
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// A status from the server; its message is shown verbatim.
+    #[error("{}", .0.message())]
+    Status(#[from] Status),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// The gRPC code when the error came from the server.
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            ClientError::Status(s) => Some(s.code()),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// The state of an upload on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobStatus {
+    pub offset: u64,
+    pub committed: bool,
+}
+
+/// How one blob upload went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Upload {
+    /// The server already had the blob.
+    pub existed: bool,
+    /// The offset the last stream started from (non-zero after a resume).
+    pub resumed_from: u64,
+    /// Bytes sent over the wire.
+    pub sent: u64,
+}
+
+#[derive(Clone)]
+pub struct Client {
+    rpc: ExporterClient<Channel>,
+    channel: Channel,
+}
+
+impl Client {
+    /// Connects to `unix:///path.sock` or `tcp://HOST:PORT`.
+    pub async fn connect(addr: &str) -> Result<Client> {
+        let channel = connect_channel(addr).await?;
+        Ok(Client::from_channel(channel))
+    }
+
+    pub fn from_channel(channel: Channel) -> Client {
+        let rpc = ExporterClient::new(channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE);
+        Client { rpc, channel }
+    }
+
+    /// The underlying channel, for other services (health, reflection).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    pub async fn resolve_options(
+        &mut self,
+        exporter: &str,
+        attrs: &BTreeMap<String, String>,
+        compatibility_version: i32,
+    ) -> Result<BTreeMap<String, String>> {
+        let resp = self
+            .rpc
+            .resolve_options(proto::ResolveOptionsRequest {
+                exporter: exporter.to_string(),
+                attrs: attrs.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                compatibility_version,
+            })
+            .await?;
+        Ok(resp.into_inner().effective.into_iter().collect())
+    }
+
+    /// The digests, out of `digests`, that the server lacks.
+    pub async fn missing_blobs(&mut self, digests: &[String]) -> Result<Vec<String>> {
+        let resp = self
+            .rpc
+            .missing_blobs(proto::MissingBlobsRequest {
+                digests: digests.to_vec(),
+            })
+            .await?;
+        Ok(resp.into_inner().missing)
+    }
+
+    /// How much of the upload `ref_` (the digest when empty) the server holds.
+    pub async fn blob_status(&mut self, ref_: &str, digest: &str) -> Result<BlobStatus> {
+        let resp = self
+            .rpc
+            .blob_status(proto::BlobStatusRequest {
+                r#ref: ref_.to_string(),
+                digest: digest.to_string(),
+            })
+            .await?
+            .into_inner();
+        Ok(BlobStatus {
+            offset: resp.offset.max(0) as u64,
+            committed: resp.committed,
+        })
+    }
+
+    /// Uploads the blob in `path` (its first `size` bytes) under its digest
+    /// as the ref, resuming from the offset the server holds; retries broken
+    /// streams from the new offset.
+    pub async fn upload_blob(&mut self, digest: &str, size: u64, path: &Path) -> Result<Upload> {
+        let mut last = None;
+        for attempt in 0..UPLOAD_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(100 << attempt.min(4))).await;
+            }
+            let status = self.blob_status(digest, digest).await?;
+            if status.committed {
+                return Ok(Upload {
+                    existed: true,
+                    ..Upload::default()
+                });
+            }
+            let offset = if status.offset <= size {
+                status.offset
+            } else {
+                0
+            };
+            match self.write_from(digest, size, path, offset).await {
+                Ok(resp) if resp.committed => {
+                    return Ok(Upload {
+                        existed: resp.existed,
+                        resumed_from: offset,
+                        sent: size - offset,
+                    })
+                }
+                Ok(resp) => {
+                    return Err(ClientError::Protocol(format!(
+                        "{}: the file holds fewer than {size} bytes (server holds {})",
+                        path.display(),
+                        resp.offset
+                    )))
+                }
+                Err(ClientError::Status(s)) if retryable(&s) => {
+                    debug!(%digest, code = ?s.code(), error = s.message(), "upload broke; resuming");
+                    last = Some(s);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ClientError::Status(last.unwrap_or_else(|| {
+            Status::unavailable(format!("upload of {digest} did not finish"))
+        })))
+    }
+
+    /// Uploads the blobs the server lacks, out of (digest, size, file).
+    /// Returns how many were uploaded.
+    pub async fn upload_missing(
+        &mut self,
+        blobs: &[(String, u64, std::path::PathBuf)],
+    ) -> Result<usize> {
+        let digests: Vec<String> = blobs.iter().map(|b| b.0.clone()).collect();
+        let missing = self.missing_blobs(&digests).await?;
+        let mut uploaded = 0;
+        for (digest, size, path) in blobs {
+            if !missing.contains(digest) {
+                info!(%digest, size, "blob present");
+                continue;
+            }
+            let up = self.upload_blob(digest, *size, path).await?;
+            info!(%digest, size, resumed_from = up.resumed_from, "blob uploaded");
+            uploaded += 1;
+        }
+        Ok(uploaded)
+    }
+
+    /// Runs an export: output chunks go to `out` in order, progress events
+    /// to `progress`. Returns the exporter response map.
+    pub async fn export(
+        &mut self,
+        req: &ExportRequest,
+        out: &mut (dyn Write + Send),
+        progress: &mut (dyn FnMut(&Progress) + Send),
+    ) -> Result<ExportResponse> {
+        let resp = self.rpc.export(wire::request_to_proto(req)).await?;
+        if let Some(id) = resp.metadata().get("x-request-id") {
+            debug!(request_id = ?id, "export started");
+        }
+        let mut stream = resp.into_inner();
+        while let Some(ev) = stream.message().await? {
+            match ev.event {
+                Some(Event::Chunk(bytes)) => out.write_all(&bytes)?,
+                Some(Event::Progress(p)) => {
+                    if let Some(p) = wire::progress_from_proto(&p) {
+                        progress(&p);
+                    }
+                }
+                Some(Event::Done(done)) => {
+                    out.flush()?;
+                    return Ok(done.response.into_iter().collect());
+                }
+                None => {}
+            }
+        }
+        Err(ClientError::Protocol(
+            "the export stream ended without a response".into(),
+        ))
+    }
+
+    /// One WriteBlob stream from `offset` to `size`.
+    async fn write_from(
+        &mut self,
+        digest: &str,
+        size: u64,
+        path: &Path,
+        offset: u64,
+    ) -> Result<proto::WriteBlobResponse> {
+        let mut file = tokio::fs::File::open(path).await?;
+        file.seek(std::io::SeekFrom::Start(offset)).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let first = proto::WriteBlobRequest {
+            r#ref: digest.to_string(),
+            digest: digest.to_string(),
+            size: size as i64,
+            offset: offset as i64,
+            data: Vec::new(),
+        };
+        let reader = tokio::spawn(async move {
+            let mut msg = first;
+            let mut left = size - offset;
+            loop {
+                let want = left.min(CHUNK_SIZE as u64) as usize;
+                let mut data = vec![0u8; want];
+                let mut n = 0;
+                while n < want {
+                    let k = file.read(&mut data[n..]).await?;
+                    if k == 0 {
+                        break;
+                    }
+                    n += k;
+                }
+                data.truncate(n);
+                left -= n as u64;
+                let end = n < want || left == 0;
+                msg.data = data;
+                if tx.send(msg).await.is_err() {
+                    return Ok(());
+                }
+                if end {
+                    return Ok::<(), std::io::Error>(());
+                }
+                msg = proto::WriteBlobRequest::default();
+            }
+        });
+        let result = self.rpc.write_blob(ReceiverStream::new(rx)).await;
+        match reader.await {
+            Ok(Err(e)) => return Err(e.into()),
+            Err(e) => return Err(ClientError::Protocol(format!("upload reader: {e}"))),
+            Ok(Ok(())) => {}
+        }
+        Ok(result?.into_inner())
+    }
+}
+
+/// Errors after which an upload is worth resuming.
+fn retryable(s: &Status) -> bool {
+    matches!(
+        s.code(),
+        Code::Unavailable
+            | Code::Cancelled
+            | Code::Aborted
+            | Code::Unknown
+            | Code::Internal
+            | Code::FailedPrecondition
+    )
+}
+
+async fn connect_channel(addr: &str) -> Result<Channel> {
+    if let Some(path) = addr.strip_prefix("unix://") {
+        let path = std::path::PathBuf::from(path);
+        // The URI is required by the API but unused: the connector dials the socket.
+        let endpoint = Endpoint::from_static("http://oxport.local");
+        endpoint
+            .connect_with_connector(tower::service_fn(move |_| {
+                let path = path.clone();
+                async move {
+                    let stream = tokio::net::UnixStream::connect(path).await?;
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                }
+            }))
+            .await
+            .map_err(|source| ClientError::Connect {
+                addr: addr.to_string(),
+                source,
+            })
+    } else if let Some(hostport) = addr.strip_prefix("tcp://") {
+        let endpoint = Endpoint::from_shared(format!("http://{hostport}"))
+            .map_err(|e| ClientError::Address(format!("invalid address {addr:?}: {e}")))?;
+        endpoint
+            .connect()
+            .await
+            .map_err(|source| ClientError::Connect {
+                addr: addr.to_string(),
+                source,
+            })
+    } else {
+        Err(ClientError::Address(format!(
+            "invalid address {addr:?}: want unix:///path/to.sock or tcp://HOST:PORT"
+        )))
+    }
+}

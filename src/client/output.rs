@@ -1,0 +1,305 @@
+//! The `--output` option and the destination it names.
+//!
+//! `--output` uses buildx's syntax: one CSV record (Go `encoding/csv` rules,
+//! so `"name=a:1,b:2"` in quotes keeps its comma) of `key=value` fields.
+//! `type` picks the exporter, `dest` the destination (`-` is stdout), and
+//! every other key is an exporter attribute.
+//!
+//! A destination is never left half-written: output goes to a temporary
+//! file or directory beside it and is renamed into place only on success.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::untar::Untar;
+
+/// A parsed `--output`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutputSpec {
+    pub exporter: Option<String>,
+    pub dest: Option<String>,
+    pub attrs: BTreeMap<String, String>,
+}
+
+/// Parses `type=oci,dest=out.tar,oci-artifact=true`.
+pub fn parse_output(spec: &str) -> Result<OutputSpec, String> {
+    let mut out = OutputSpec::default();
+    for field in csv_fields(spec)? {
+        let Some((key, value)) = field.split_once('=') else {
+            return Err(format!("invalid value {field}"));
+        };
+        match key.trim().to_ascii_lowercase().as_str() {
+            "type" => out.exporter = Some(value.to_string()),
+            "dest" => out.dest = Some(value.to_string()),
+            _ => {
+                out.attrs.insert(key.to_string(), value.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Splits one CSV record the way Go's `encoding/csv` reads it: fields may be
+/// quoted, a doubled quote inside quotes is a literal quote.
+fn csv_fields(s: &str) -> Result<Vec<String>, String> {
+    let mut fields = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        let mut field = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('"') if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        field.push('"');
+                    }
+                    Some('"') => break,
+                    Some(c) => field.push(c),
+                    None => return Err(format!("invalid output {s:?}: unterminated quote")),
+                }
+            }
+            match chars.next() {
+                None => {
+                    fields.push(field);
+                    return Ok(fields);
+                }
+                Some(',') => fields.push(field),
+                Some(c) => {
+                    return Err(format!(
+                        "invalid output {s:?}: extraneous {c:?} after a quoted field"
+                    ))
+                }
+            }
+        } else {
+            loop {
+                match chars.next() {
+                    None => {
+                        fields.push(field);
+                        return Ok(fields);
+                    }
+                    Some(',') => break,
+                    Some('"') => {
+                        return Err(format!("invalid output {s:?}: bare quote in a field"))
+                    }
+                    Some(c) => field.push(c),
+                }
+            }
+            fields.push(field);
+        }
+    }
+}
+
+/// Go's `strconv.ParseBool`.
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Where the export output goes.
+pub enum Destination {
+    /// Nowhere (the `image` exporter writes no archive).
+    Discard,
+    Stdout(io::BufWriter<io::Stdout>),
+    /// A tar file, written beside its final path.
+    File {
+        tmp: tempfile::NamedTempFile,
+        dest: PathBuf,
+    },
+    /// An OCI layout directory, unpacked beside its final path.
+    Dir {
+        untar: Box<Untar>,
+        tmp: tempfile::TempDir,
+        dest: PathBuf,
+    },
+}
+
+impl Destination {
+    /// Prepares `dest`; `as_dir` unpacks the tar into a directory instead.
+    pub fn create(dest: &str, as_dir: bool) -> io::Result<Destination> {
+        if dest == "-" {
+            if as_dir {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "tar=false needs a directory as dest, not stdout",
+                ));
+            }
+            return Ok(Destination::Stdout(io::BufWriter::new(io::stdout())));
+        }
+        let dest = PathBuf::from(dest);
+        let parent = parent_dir(&dest);
+        fs::create_dir_all(&parent)?;
+        if as_dir {
+            let tmp = tempfile::Builder::new()
+                .prefix(".oxport-")
+                .tempdir_in(&parent)?;
+            let untar = Box::new(Untar::new(tmp.path().to_path_buf()));
+            Ok(Destination::Dir { untar, tmp, dest })
+        } else {
+            let tmp = tempfile::Builder::new()
+                .prefix(".oxport-")
+                .tempfile_in(&parent)?;
+            Ok(Destination::File { tmp, dest })
+        }
+    }
+
+    /// Moves the finished output into place. Dropping a destination without
+    /// calling this removes the temporary output.
+    pub fn finish(self) -> io::Result<()> {
+        match self {
+            Destination::Discard => Ok(()),
+            Destination::Stdout(mut w) => w.flush(),
+            Destination::File { tmp, dest } => {
+                tmp.as_file().sync_all()?;
+                tmp.persist(&dest).map_err(|e| e.error)?;
+                set_mode(&dest, 0o644)
+            }
+            Destination::Dir { untar, tmp, dest } => {
+                untar.finish()?;
+                let staged = tmp.keep();
+                replace_dir(&staged, &dest).inspect_err(|_| {
+                    let _ = fs::remove_dir_all(&staged);
+                })
+            }
+        }
+    }
+}
+
+impl Write for Destination {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Destination::Discard => Ok(buf.len()),
+            Destination::Stdout(w) => w.write(buf),
+            Destination::File { tmp, .. } => tmp.write(buf),
+            Destination::Dir { untar, .. } => untar.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Destination::Discard => Ok(()),
+            Destination::Stdout(w) => w.flush(),
+            Destination::File { tmp, .. } => tmp.flush(),
+            Destination::Dir { untar, .. } => untar.flush(),
+        }
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let parent = parent_dir(path);
+    fs::create_dir_all(&parent)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".oxport-")
+        .tempfile_in(&parent)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    set_mode(path, 0o644)
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+/// Puts the directory `staged` at `dest`, replacing what was there.
+fn replace_dir(staged: &Path, dest: &Path) -> io::Result<()> {
+    set_mode(staged, 0o755)?;
+    match fs::symlink_metadata(dest) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::rename(staged, dest),
+        Err(e) => Err(e),
+        Ok(m) if !m.is_dir() => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a directory", dest.display()),
+        )),
+        Ok(_) => {
+            // Move the old directory aside first, so that dest is never a mix.
+            let old = tempfile::Builder::new()
+                .prefix(".oxport-old-")
+                .tempdir_in(parent_dir(dest))?
+                .keep();
+            fs::rename(dest, old.join("d"))?;
+            if let Err(e) = fs::rename(staged, dest) {
+                let _ = fs::rename(old.join("d"), dest);
+                return Err(e);
+            }
+            fs::remove_dir_all(&old)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_buildx_csv() {
+        let o = parse_output(r#"type=oci,dest=out.tar,"name=a:1,b:2",oci-artifact=true"#).unwrap();
+        assert_eq!(o.exporter.as_deref(), Some("oci"));
+        assert_eq!(o.dest.as_deref(), Some("out.tar"));
+        assert_eq!(o.attrs["name"], "a:1,b:2");
+        assert_eq!(o.attrs["oci-artifact"], "true");
+        let o = parse_output(r#""annotation.k=say ""hi""",tar=false"#).unwrap();
+        assert_eq!(o.attrs["annotation.k"], r#"say "hi""#);
+        assert_eq!(o.attrs["tar"], "false");
+        assert_eq!(parse_output("dest=").unwrap().dest.as_deref(), Some(""));
+        assert!(parse_output("novalue").is_err());
+        assert!(parse_output(r#""open=1"#).is_err());
+        assert!(parse_output(r#"a="b""#).is_err());
+    }
+
+    #[test]
+    fn parse_bool_is_go_strconv() {
+        for t in ["1", "t", "T", "TRUE", "true", "True"] {
+            assert_eq!(parse_bool(t), Some(true));
+        }
+        for f in ["0", "f", "F", "FALSE", "false", "False"] {
+            assert_eq!(parse_bool(f), Some(false));
+        }
+        for x in ["yes", "tRuE", "", "no"] {
+            assert_eq!(parse_bool(x), None);
+        }
+    }
+
+    #[test]
+    fn file_appears_only_on_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.tar");
+        let mut d = Destination::create(dest.to_str().unwrap(), false).unwrap();
+        d.write_all(b"partial").unwrap();
+        drop(d);
+        assert!(!dest.exists());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        let mut d = Destination::create(dest.to_str().unwrap(), false).unwrap();
+        d.write_all(b"whole").unwrap();
+        d.finish().unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"whole");
+    }
+
+    #[test]
+    fn replace_dir_swaps_whole_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("layout");
+        fs::create_dir(&dest).unwrap();
+        fs::write(dest.join("stale"), b"x").unwrap();
+        let staged = dir.path().join("staged");
+        fs::create_dir(&staged).unwrap();
+        fs::write(staged.join("index.json"), b"{}").unwrap();
+        replace_dir(&staged, &dest).unwrap();
+        assert!(dest.join("index.json").exists());
+        assert!(!dest.join("stale").exists());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,284 @@
+//! Unpacks a USTAR stream into a directory as the bytes arrive.
+//!
+//! It is the `tar=false` path: the server always streams a layout tar, and
+//! the client turns it into an OCI layout directory without holding more
+//! than one 512-byte header in memory. Only what an OCI layout tar holds is
+//! accepted: regular files and directories with relative, clean names.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+
+const BLOCK: usize = 512;
+
+enum State {
+    Header,
+    Data { file: File, left: u64, pad: u64 },
+    Skip { left: u64 },
+    End,
+}
+
+pub struct Untar {
+    root: PathBuf,
+    header: Vec<u8>,
+    state: State,
+}
+
+impl Untar {
+    pub fn new(root: PathBuf) -> Self {
+        Untar {
+            root,
+            header: Vec::with_capacity(BLOCK),
+            state: State::Header,
+        }
+    }
+
+    /// Checks that the stream ended on an entry boundary.
+    pub fn finish(self) -> io::Result<()> {
+        match self.state {
+            State::Header | State::End if self.header.is_empty() => Ok(()),
+            _ => Err(bad("the tar stream ended inside an entry")),
+        }
+    }
+
+    fn on_header(&mut self) -> io::Result<()> {
+        let h = std::mem::take(&mut self.header);
+        if h.iter().all(|&b| b == 0) {
+            self.state = State::End;
+            return Ok(());
+        }
+        check_sum(&h)?;
+        let name = entry_name(&h)?;
+        let rel = clean_path(&name)?;
+        let mode = octal(&h[100..108])? as u32 & 0o777;
+        let size = octal(&h[124..136])?;
+        let path = self.root.join(&rel);
+        match h[156] {
+            b'5' => {
+                fs::create_dir_all(&path)?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(mode | 0o700))?;
+                self.state = State::Skip {
+                    left: round_up(size),
+                };
+            }
+            b'0' | 0 => {
+                if let Some(parent) = path.parent() {
+                    fs::create_dir_all(parent)?;
+                }
+                let file = File::create(&path)?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
+                if size == 0 {
+                    self.state = State::Header;
+                    return Ok(());
+                }
+                self.state = State::Data {
+                    file,
+                    left: size,
+                    pad: round_up(size) - size,
+                };
+            }
+            t => {
+                return Err(bad(&format!(
+                    "unsupported tar entry type {:?} for {name}",
+                    t as char
+                )))
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Write for Untar {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        match &mut self.state {
+            State::End => Ok(buf.len()),
+            State::Header => {
+                let n = buf.len().min(BLOCK - self.header.len());
+                self.header.extend_from_slice(&buf[..n]);
+                if self.header.len() == BLOCK {
+                    self.on_header()?;
+                }
+                Ok(n)
+            }
+            State::Data { file, left, pad } => {
+                let n = buf.len().min(*left as usize);
+                file.write_all(&buf[..n])?;
+                *left -= n as u64;
+                if *left == 0 {
+                    let pad = *pad;
+                    self.state = State::Skip { left: pad };
+                }
+                Ok(n)
+            }
+            State::Skip { left } => {
+                if *left == 0 {
+                    self.state = State::Header;
+                    return self.write(buf);
+                }
+                let n = buf.len().min(*left as usize);
+                *left -= n as u64;
+                if *left == 0 {
+                    self.state = State::Header;
+                }
+                Ok(n)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn round_up(n: u64) -> u64 {
+    n.div_ceil(BLOCK as u64) * BLOCK as u64
+}
+
+fn bad(msg: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.to_string())
+}
+
+fn cstr(b: &[u8]) -> &[u8] {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    &b[..end]
+}
+
+fn octal(b: &[u8]) -> io::Result<u64> {
+    let s = std::str::from_utf8(cstr(b)).map_err(|_| bad("bad number in tar header"))?;
+    let s = s.trim_matches(' ');
+    if s.is_empty() {
+        return Ok(0);
+    }
+    u64::from_str_radix(s, 8).map_err(|_| bad("bad number in tar header"))
+}
+
+fn check_sum(h: &[u8]) -> io::Result<()> {
+    let want = octal(&h[148..156])?;
+    let got: u64 = h
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                b' ' as u64
+            } else {
+                b as u64
+            }
+        })
+        .sum();
+    if want != got {
+        return Err(bad("tar header checksum mismatch"));
+    }
+    Ok(())
+}
+
+fn entry_name(h: &[u8]) -> io::Result<String> {
+    let name = cstr(&h[0..100]);
+    let prefix = if &h[257..262] == b"ustar" {
+        cstr(&h[345..500])
+    } else {
+        &[]
+    };
+    let full = if prefix.is_empty() {
+        name.to_vec()
+    } else {
+        [prefix, b"/", name].concat()
+    };
+    String::from_utf8(full).map_err(|_| bad("tar entry name is not UTF-8"))
+}
+
+/// A relative path with no `..`, no root, and something left after cleaning.
+fn clean_path(name: &str) -> io::Result<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in Path::new(name).components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            _ => return Err(bad(&format!("unsafe tar entry name {name:?}"))),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        return Err(bad(&format!("empty tar entry name {name:?}")));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal USTAR header, as Go's archive/tar writes it.
+    fn header(name: &str, typeflag: u8, mode: u32, size: u64) -> [u8; BLOCK] {
+        let mut h = [0u8; BLOCK];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        h[100..108].copy_from_slice(format!("{mode:07o}\0").as_bytes());
+        h[108..116].copy_from_slice(b"0000000\0");
+        h[116..124].copy_from_slice(b"0000000\0");
+        h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+        h[136..148].copy_from_slice(b"00000000000\0");
+        h[156] = typeflag;
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|&b| b as u32).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        h
+    }
+
+    fn tar(entries: &[(&str, u8, u32, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, t, mode, data) in entries {
+            out.extend_from_slice(&header(name, *t, *mode, data.len() as u64));
+            out.extend_from_slice(data);
+            out.resize(round_up(out.len() as u64) as usize, 0);
+        }
+        out.extend_from_slice(&[0u8; BLOCK * 2]);
+        out
+    }
+
+    #[test]
+    fn unpacks_in_any_write_sizes() {
+        let big: Vec<u8> = (0..5000u32).map(|i| (i % 256) as u8).collect();
+        let bytes = tar(&[
+            ("blobs/", b'5', 0o755, b""),
+            ("blobs/sha256/", b'5', 0o755, b""),
+            ("blobs/sha256/aa", b'0', 0o444, &big),
+            ("empty", b'0', 0o644, b""),
+            ("index.json", b'0', 0o644, b"{}"),
+        ]);
+        for step in [1, 7, 512, 1000, bytes.len()] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut u = Untar::new(dir.path().to_path_buf());
+            for part in bytes.chunks(step) {
+                u.write_all(part).unwrap();
+            }
+            u.finish().unwrap();
+            assert_eq!(fs::read(dir.path().join("blobs/sha256/aa")).unwrap(), big);
+            assert_eq!(fs::read(dir.path().join("index.json")).unwrap(), b"{}");
+            assert_eq!(fs::read(dir.path().join("empty")).unwrap(), b"");
+            let mode = fs::metadata(dir.path().join("blobs/sha256/aa"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o444);
+        }
+    }
+
+    #[test]
+    fn refuses_unsafe_names_and_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut u = Untar::new(dir.path().to_path_buf());
+        let err = u
+            .write_all(&tar(&[("../evil", b'0', 0o644, b"x")]))
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+
+        let bytes = tar(&[("f", b'0', 0o644, b"hello")]);
+        let mut u = Untar::new(dir.path().to_path_buf());
+        u.write_all(&bytes[..BLOCK + 2]).unwrap();
+        assert!(u.finish().is_err());
+    }
+}

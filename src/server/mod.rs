@@ -1,0 +1,199 @@
+//! The gRPC server: a thin shell over the library.
+//!
+//! - [`listen`]: where to listen (unix socket or TCP) and binding safely.
+//! - [`service`]: the `Exporter` handlers (protobuf <-> model, store, core).
+//! - [`output`]: export output as bounded 1 MiB chunks with backpressure.
+//! - [`request_id`]: the tower layer for request ids and per-request spans.
+//! - [`status`]: export errors as gRPC statuses with field violations.
+//!
+//! Besides the exporter the server answers `grpc.health.v1` and server
+//! reflection. Cross-cutting limits are tower layers around all of them.
+
+pub mod listen;
+pub mod output;
+pub mod request_id;
+pub mod service;
+pub mod status;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic::transport::Server;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tracing::{info, warn};
+
+pub use listen::{ListenAddr, Listener, DEFAULT_LISTEN};
+
+use crate::proto::exporter_server::ExporterServer;
+use crate::store::Store;
+use crate::wire::MAX_MESSAGE_SIZE;
+use request_id::RequestIdLayer;
+use service::ExporterService;
+
+/// The default state directory of `oxport serve`.
+pub const DEFAULT_STATE: &str = "/var/lib/oxport";
+
+/// Requests handled at once across all connections. Streaming exports
+/// count only until their stream starts; exports have their own slots.
+const MAX_CONCURRENT_REQUESTS: usize = 256;
+
+/// How long shutdown waits for in-flight requests.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection: {0}")]
+    Reflection(String),
+}
+
+/// Serves on a bound listener until `shutdown` completes, then removes the
+/// unix socket file.
+pub async fn serve(
+    listener: Listener,
+    state: &Path,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let store = Arc::new(Store::open(state)?);
+    let max_exports = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let exporter = ExporterServer::new(ExporterService::new(store, max_exports))
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<ExporterServer<ExporterService>>()
+        .await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+
+    let router = Server::builder()
+        .layer(RequestIdLayer)
+        .layer(GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT_REQUESTS))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(exporter);
+
+    let addr = listener.local_addr()?;
+    info!("listening on {addr}");
+    // Shutdown stops accepting at once; in-flight requests get a grace
+    // period, after which the server stops regardless of what is open.
+    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        shutdown.await;
+        health
+            .set_not_serving::<ExporterServer<ExporterService>>()
+            .await;
+        let _ = stopping_tx.send(true);
+    };
+    let grace = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+        warn!("in-flight requests did not finish within {SHUTDOWN_GRACE:?}; stopping anyway");
+    };
+    let (result, socket) = match listener {
+        Listener::Tcp(l) => {
+            let serve = router.serve_with_incoming_shutdown(TcpListenerStream::new(l), signal);
+            (finish_within(serve, grace).await, None)
+        }
+        Listener::Unix(l, path) => {
+            let serve = router.serve_with_incoming_shutdown(UnixListenerStream::new(l), signal);
+            (finish_within(serve, grace).await, Some(path))
+        }
+    };
+    if let Some(path) = socket {
+        let _ = std::fs::remove_file(path);
+    }
+    info!("server stopped");
+    Ok(result?)
+}
+
+/// Runs the server until it ends by itself or the grace period runs out.
+async fn finish_within<E>(
+    serve: impl Future<Output = Result<(), E>>,
+    grace: impl Future<Output = ()>,
+) -> Result<(), E> {
+    tokio::select! {
+        r = serve => r,
+        _ = grace => Ok(()),
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    info!("shutting down");
+}
+
+/// A server run inside the current process on a private unix socket with a
+/// private state directory, both removed when it stops. The CLI uses it when
+/// no `--addr` is given, so that it talks gRPC like any other client.
+pub struct Embedded {
+    addr: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), ServeError>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Embedded {
+    pub async fn start() -> Result<Embedded, ServeError> {
+        let dir = tempfile::Builder::new().prefix("oxport-").tempdir()?;
+        let socket: PathBuf = dir.path().join("oxport.sock");
+        let state = dir.path().join("state");
+        let listener = Listener::bind(&ListenAddr::Unix(socket.clone())).await?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            serve(listener, &state, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Ok(Embedded {
+            addr: format!("unix://{}", socket.display()),
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+        })
+    }
+
+    /// The address to connect to (`unix://...`).
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) -> Result<(), ServeError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task
+                .await
+                .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))?,
+            None => Ok(()),
+        }
+    }
+}

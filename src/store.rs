@@ -1,0 +1,555 @@
+//! The content store: layer blobs by digest, verified before they exist.
+//!
+//! Layout under the state directory:
+//!
+//! ```text
+//! blobs/sha256/<hex>   committed blobs, read-only, never modified
+//! ingest/<key>.data    bytes of an upload in progress (<key> = sha256 of its ref)
+//! ingest/<key>.meta    the digest and size that upload promised
+//! tmp/                 scratch space for exports
+//! ```
+//!
+//! Invariants:
+//! - A file under `blobs/` always holds the bytes its name says: it is renamed
+//!   there only after its size and sha256 were checked. The rename is atomic,
+//!   and renaming a second verified copy over the first replaces equal bytes,
+//!   so concurrent commits of one blob are harmless.
+//! - At most one writer per upload ref at a time ([`Store::try_lock`]). The
+//!   lock is in-process: a state directory belongs to one server process.
+//! - Nothing here holds a whole blob in memory.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{ErrorKind, ExportError, Result};
+use crate::export::BlobSource;
+
+const HASH_BUF: usize = 64 * 1024;
+
+/// Checks that `digest` is `sha256:` followed by 64 lowercase hex digits and
+/// returns the hex part. Errors name `field`.
+pub fn parse_digest<'a>(field: &str, digest: &'a str) -> Result<&'a str> {
+    let hex = digest.strip_prefix("sha256:").ok_or_else(|| {
+        ExportError::invalid(
+            field,
+            format!("invalid digest {digest:?}: want sha256:<64 lowercase hex digits>"),
+        )
+    })?;
+    let ok = hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !ok {
+        return Err(ExportError::invalid(
+            field,
+            format!("invalid digest {digest:?}: want sha256:<64 lowercase hex digits>"),
+        ));
+    }
+    Ok(hex)
+}
+
+/// How far an upload has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadStatus {
+    /// Bytes held for the upload ref; resume from here.
+    pub offset: u64,
+    /// The blob is in the store.
+    pub committed: bool,
+}
+
+/// A content store rooted at a state directory.
+pub struct Store {
+    root: PathBuf,
+    active: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Store {
+    /// Opens (creating as needed) the store under `root`. Leftover scratch
+    /// files of an earlier process are removed.
+    pub fn open(root: impl Into<PathBuf>) -> io::Result<Store> {
+        let root = root.into();
+        fs::create_dir_all(root.join("blobs").join("sha256"))?;
+        fs::create_dir_all(root.join("ingest"))?;
+        let tmp = root.join("tmp");
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp)?;
+        }
+        fs::create_dir_all(&tmp)?;
+        Ok(Store {
+            root,
+            active: Arc::default(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Scratch space for exports, on the same file system as the store.
+    pub fn scratch_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Where the blob with this digest lives once committed.
+    pub fn blob_path(&self, digest: &str) -> Result<PathBuf> {
+        let hex = parse_digest("digest", digest)?;
+        Ok(self.root.join("blobs").join("sha256").join(hex))
+    }
+
+    pub fn contains(&self, digest: &str) -> Result<bool> {
+        Ok(self.blob_path(digest)?.is_file())
+    }
+
+    /// The digests the store lacks, in the order asked, without repeats.
+    /// Errors name `digests[<i>]`.
+    pub fn missing(&self, digests: &[String]) -> Result<Vec<String>> {
+        let mut seen = HashSet::new();
+        let mut missing = Vec::new();
+        for (i, d) in digests.iter().enumerate() {
+            let hex = parse_digest(&format!("digests[{i}]"), d)?;
+            let present = self.root.join("blobs").join("sha256").join(hex).is_file();
+            if !present && seen.insert(d.clone()) {
+                missing.push(d.clone());
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Reports how much of the upload `ref_` is held. An upload whose recorded
+    /// digest differs from `digest` counts as nothing held.
+    pub fn status(&self, ref_: &str, digest: &str) -> Result<UploadStatus> {
+        if self.contains(digest)? {
+            return Ok(UploadStatus {
+                offset: 0,
+                committed: true,
+            });
+        }
+        let (data, meta) = self.ingest_paths(ref_);
+        let offset = match read_meta(&meta) {
+            Some((d, _)) if d == digest => fs::metadata(&data).map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        };
+        Ok(UploadStatus {
+            offset,
+            committed: false,
+        })
+    }
+
+    /// Takes the write lock of an upload ref, or `None` when another writer
+    /// holds it. The lock is released when the returned guard is dropped.
+    pub fn try_lock(&self, ref_: &str) -> Option<RefLock> {
+        let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        if !active.insert(ref_.to_string()) {
+            return None;
+        }
+        Some(RefLock {
+            active: Arc::clone(&self.active),
+            ref_: ref_.to_string(),
+        })
+    }
+
+    /// Starts or resumes writing a blob under a held ref lock. Returns `None`
+    /// when the blob is already committed (nothing to write).
+    ///
+    /// `offset` 0 starts over; any other offset must equal the bytes held.
+    pub fn begin_write(
+        &self,
+        lock: &RefLock,
+        digest: &str,
+        size: u64,
+        offset: u64,
+    ) -> Result<Option<Ingest>> {
+        let blob_path = self.blob_path(digest)?;
+        let (data_path, meta_path) = self.ingest_paths(&lock.ref_);
+        if blob_path.is_file() {
+            remove_quietly(&data_path);
+            remove_quietly(&meta_path);
+            return Ok(None);
+        }
+        let held = match read_meta(&meta_path) {
+            Some((d, s)) if d == digest && s == size => {
+                fs::metadata(&data_path).map(|m| m.len()).unwrap_or(0)
+            }
+            Some((d, _)) if offset != 0 => {
+                return Err(ExportError::conflict(
+                    "offset",
+                    format!(
+                        "upload ref {:?} holds {d}, not {digest}: start over at offset 0",
+                        lock.ref_
+                    ),
+                ));
+            }
+            _ => 0,
+        };
+        if offset != 0 && offset != held {
+            return Err(ExportError::conflict(
+                "offset",
+                format!(
+                    "offset {offset} does not match the {held} bytes held for upload ref {:?}",
+                    lock.ref_
+                ),
+            ));
+        }
+        if offset > size {
+            return Err(ExportError::invalid(
+                "offset",
+                format!("offset {offset} is past the blob size {size}"),
+            ));
+        }
+        let mut hasher = Sha256::new();
+        let file = if offset == 0 {
+            fs::write(&meta_path, format!("{digest} {size}\n"))?;
+            File::create(&data_path)?
+        } else {
+            let mut file = OpenOptions::new().read(true).write(true).open(&data_path)?;
+            hash_prefix(&mut file, offset, &mut hasher)?;
+            file.seek(SeekFrom::Start(offset))?;
+            file
+        };
+        Ok(Some(Ingest {
+            file,
+            hasher,
+            written: offset,
+            size,
+            digest: digest.to_string(),
+            data_path,
+            meta_path,
+            blob_path,
+        }))
+    }
+
+    /// Stores a whole blob from a reader: a convenience over the ref-locked
+    /// upload path, used with the digest as the ref. Returns false when the
+    /// blob already existed.
+    pub fn put(&self, digest: &str, size: u64, mut src: impl Read) -> Result<bool> {
+        let lock = self.try_lock(digest).ok_or_else(|| {
+            ExportError::new(
+                ErrorKind::Unavailable,
+                format!("upload ref {digest:?} is locked by another writer"),
+            )
+        })?;
+        let Some(mut ingest) = self.begin_write(&lock, digest, size, 0)? else {
+            return Ok(false);
+        };
+        let mut buf = vec![0u8; HASH_BUF];
+        loop {
+            let n = src.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            ingest.write(&buf[..n])?;
+        }
+        ingest.commit()?;
+        Ok(true)
+    }
+
+    fn ingest_paths(&self, ref_: &str) -> (PathBuf, PathBuf) {
+        let key = hex::encode(Sha256::digest(ref_.as_bytes()));
+        let dir = self.root.join("ingest");
+        (
+            dir.join(format!("{key}.data")),
+            dir.join(format!("{key}.meta")),
+        )
+    }
+}
+
+impl BlobSource for Store {
+    fn open(&self, digest: &str) -> io::Result<Box<dyn Read + Send>> {
+        let path = self
+            .blob_path(digest)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.message))?;
+        Ok(Box::new(File::open(path)?))
+    }
+}
+
+/// The write lock of one upload ref.
+pub struct RefLock {
+    active: Arc<Mutex<HashSet<String>>>,
+    ref_: String,
+}
+
+impl RefLock {
+    pub fn ref_name(&self) -> &str {
+        &self.ref_
+    }
+}
+
+impl Drop for RefLock {
+    fn drop(&mut self) {
+        let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        active.remove(&self.ref_);
+    }
+}
+
+/// An upload in progress. Dropping it keeps the bytes written so far, so a
+/// later writer can resume; [`Ingest::commit`] verifies and publishes.
+pub struct Ingest {
+    file: File,
+    hasher: Sha256,
+    written: u64,
+    size: u64,
+    digest: String,
+    data_path: PathBuf,
+    meta_path: PathBuf,
+    blob_path: PathBuf,
+}
+
+impl Ingest {
+    /// Bytes held so far.
+    pub fn offset(&self) -> u64 {
+        self.written
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends bytes. Data past the promised size discards the upload.
+    pub fn write(&mut self, data: &[u8]) -> Result<()> {
+        let end = self.written + data.len() as u64;
+        if end > self.size {
+            self.discard();
+            return Err(ExportError::invalid(
+                "data",
+                format!(
+                    "upload of {} has more data than its size {}",
+                    self.digest, self.size
+                ),
+            ));
+        }
+        self.file.write_all(data)?;
+        self.hasher.update(data);
+        self.written = end;
+        Ok(())
+    }
+
+    /// Verifies size and digest, then makes the blob visible. On a mismatch
+    /// the upload is discarded and the blob stays absent.
+    pub fn commit(self) -> Result<()> {
+        if self.written != self.size {
+            return Err(ExportError::conflict(
+                "size",
+                format!(
+                    "upload of {} holds {} bytes, not its size {}",
+                    self.digest, self.written, self.size
+                ),
+            ));
+        }
+        let got = format!("sha256:{}", hex::encode(self.hasher.clone().finalize()));
+        if got != self.digest {
+            self.discard();
+            return Err(ExportError::invalid(
+                "digest",
+                format!("digest mismatch: expected {}, got {got}", self.digest),
+            ));
+        }
+        self.file.sync_all()?;
+        fs::set_permissions(&self.data_path, fs::Permissions::from_mode(0o444))?;
+        fs::rename(&self.data_path, &self.blob_path)?;
+        remove_quietly(&self.meta_path);
+        Ok(())
+    }
+
+    fn discard(&self) {
+        remove_quietly(&self.data_path);
+        remove_quietly(&self.meta_path);
+    }
+}
+
+fn read_meta(path: &Path) -> Option<(String, u64)> {
+    let text = fs::read_to_string(path).ok()?;
+    let (digest, size) = text.trim_end().split_once(' ')?;
+    Some((digest.to_string(), size.parse().ok()?))
+}
+
+fn hash_prefix(file: &mut File, len: u64, hasher: &mut Sha256) -> io::Result<()> {
+    let mut limited = (&mut *file).take(len);
+    let mut buf = vec![0u8; HASH_BUF];
+    let mut total = 0u64;
+    loop {
+        let n = limited.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    if total != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "upload data is shorter than its recorded offset",
+        ));
+    }
+    Ok(())
+}
+
+fn remove_quietly(path: &Path) {
+    let _ = fs::remove_file(path);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest_of(data: &[u8]) -> String {
+        format!("sha256:{}", hex::encode(Sha256::digest(data)))
+    }
+
+    #[test]
+    fn parse_digest_names_the_field() {
+        let good = digest_of(b"x");
+        assert!(parse_digest("d", &good).is_ok());
+        for bad in [
+            "sha256:ABC",
+            "sha512:00",
+            &good.to_uppercase(),
+            &good[..70],
+            "",
+        ] {
+            let err = parse_digest("refs[\"\"][0].digest", bad).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::InvalidArgument);
+            assert_eq!(err.field.as_deref(), Some("refs[\"\"][0].digest"));
+        }
+    }
+
+    #[test]
+    fn put_then_read_back_and_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let data = b"hello blob".to_vec();
+        let d = digest_of(&data);
+        let other = digest_of(b"other");
+        assert_eq!(
+            store
+                .missing(&[d.clone(), other.clone(), d.clone()])
+                .unwrap(),
+            vec![d.clone(), other.clone()]
+        );
+        assert!(store.put(&d, data.len() as u64, &data[..]).unwrap());
+        assert!(!store.put(&d, data.len() as u64, &data[..]).unwrap());
+        assert_eq!(
+            store.missing(&[d.clone(), other.clone()]).unwrap(),
+            vec![other]
+        );
+        let mut back = Vec::new();
+        BlobSource::open(&store, &d)
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, data);
+        let err = store.missing(&["nope".into()]).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("digests[0]"));
+    }
+
+    #[test]
+    fn wrong_digest_is_refused_and_invisible() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let claimed = digest_of(b"the real bytes");
+        let err = store.put(&claimed, 9, &b"bad bytes"[..]).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidArgument);
+        assert_eq!(err.field.as_deref(), Some("digest"));
+        assert!(err.message.contains("digest mismatch"), "{}", err.message);
+        assert!(!store.contains(&claimed).unwrap());
+        assert_eq!(store.status(&claimed, &claimed).unwrap().offset, 0);
+    }
+
+    #[test]
+    fn size_overrun_and_short_upload() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let data = b"0123456789";
+        let d = digest_of(data);
+        let err = store.put(&d, 4, &data[..]).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("data"));
+        let lock = store.try_lock(&d).unwrap();
+        let mut ing = store.begin_write(&lock, &d, 10, 0).unwrap().unwrap();
+        ing.write(&data[..3]).unwrap();
+        let err = ing.commit().unwrap_err();
+        assert_eq!(err.kind, ErrorKind::FailedPrecondition);
+        assert!(!store.contains(&d).unwrap());
+    }
+
+    #[test]
+    fn resume_from_held_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let d = digest_of(&data);
+        let size = data.len() as u64;
+        {
+            let lock = store.try_lock("r1").unwrap();
+            let mut ing = store.begin_write(&lock, &d, size, 0).unwrap().unwrap();
+            ing.write(&data[..70_000]).unwrap();
+            // Dropped without commit: a broken stream.
+        }
+        let st = store.status("r1", &d).unwrap();
+        assert_eq!(
+            st,
+            UploadStatus {
+                offset: 70_000,
+                committed: false
+            }
+        );
+        // Another digest under the same ref sees nothing held.
+        assert_eq!(store.status("r1", &digest_of(b"x")).unwrap().offset, 0);
+
+        let lock = store.try_lock("r1").unwrap();
+        let err = store.begin_write(&lock, &d, size, 5).err().unwrap();
+        assert_eq!(err.kind, ErrorKind::FailedPrecondition);
+        assert_eq!(err.field.as_deref(), Some("offset"));
+        let mut ing = store.begin_write(&lock, &d, size, 70_000).unwrap().unwrap();
+        assert_eq!(ing.offset(), 70_000);
+        ing.write(&data[70_000..]).unwrap();
+        ing.commit().unwrap();
+        drop(lock);
+        assert!(store.contains(&d).unwrap());
+        assert!(store.status("r1", &d).unwrap().committed);
+        let back = fs::read(store.blob_path(&d).unwrap()).unwrap();
+        assert_eq!(back, data);
+    }
+
+    #[test]
+    fn ref_lock_is_exclusive_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = store.try_lock("r").unwrap();
+        assert!(store.try_lock("r").is_none());
+        assert!(store.try_lock("other").is_some());
+        drop(a);
+        assert!(store.try_lock("r").is_some());
+    }
+
+    #[test]
+    fn concurrent_writers_with_different_refs_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 256) as u8).collect();
+        let d = digest_of(&data);
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let store = Arc::clone(&store);
+                let data = data.clone();
+                let d = d.clone();
+                std::thread::spawn(move || {
+                    let lock = store.try_lock(&format!("ref-{t}")).unwrap();
+                    if let Some(mut ing) =
+                        store.begin_write(&lock, &d, data.len() as u64, 0).unwrap()
+                    {
+                        for c in data.chunks(10_000) {
+                            ing.write(c).unwrap();
+                        }
+                        ing.commit().unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(fs::read(store.blob_path(&d).unwrap()).unwrap(), data);
+    }
+}
