@@ -111,7 +111,9 @@ fn split_key(key: &str) -> Option<(&str, &str, &str)> {
 }
 
 /// Parses the annotation keys out of a map; returns them and the other keys.
-pub fn parse(attrs: &BTreeMap<String, String>) -> Result<(AnnotationSet, BTreeMap<String, String>)> {
+pub fn parse(
+    attrs: &BTreeMap<String, String>,
+) -> Result<(AnnotationSet, BTreeMap<String, String>)> {
     let mut set = AnnotationSet::default();
     let mut rest = BTreeMap::new();
     for (k, v) in attrs {

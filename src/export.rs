@@ -31,10 +31,23 @@ pub trait BlobSource: Send + Sync {
 /// A progress event of one blob written to the output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Progress {
-    Writing { digest: String, done: u64, total: u64 },
-    Skipped { digest: String, total: u64 },
-    Mounted { digest: String, total: u64 },
-    Done { digest: String, total: u64 },
+    Writing {
+        digest: String,
+        done: u64,
+        total: u64,
+    },
+    Skipped {
+        digest: String,
+        total: u64,
+    },
+    Mounted {
+        digest: String,
+        total: u64,
+    },
+    Done {
+        digest: String,
+        total: u64,
+    },
 }
 
 /// What an export may use besides the request.
@@ -62,8 +75,11 @@ pub fn resolve_options(
 /// Looks a JSON field up the way Go does (exact, then case-insensitive).
 fn go_field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
     let obj = v.as_object()?;
-    obj.get(name)
-        .or_else(|| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+    obj.get(name).or_else(|| {
+        obj.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    })
 }
 
 fn platform_from_json(v: &Value) -> Platform {
@@ -90,7 +106,10 @@ fn platform_from_json(v: &Value) -> Platform {
 }
 
 /// The platforms of a map result, in `refs.platforms` order.
-fn map_platforms(req: &ExportRequest, meta: &BTreeMap<String, Vec<u8>>) -> Result<Vec<(String, Platform)>> {
+fn map_platforms(
+    req: &ExportRequest,
+    meta: &BTreeMap<String, Vec<u8>>,
+) -> Result<Vec<(String, Platform)>> {
     let refs = &req.result.refs;
     let Some(raw) = meta.get(KEY_PLATFORMS) else {
         if refs.len() == 1 {
@@ -140,7 +159,9 @@ fn map_platforms(req: &ExportRequest, meta: &BTreeMap<String, Vec<u8>>) -> Resul
                 format!("failed to find ref for ID {id}"),
             ));
         }
-        let platform = go_field(p, "Platform").map(platform_from_json).unwrap_or_default();
+        let platform = go_field(p, "Platform")
+            .map(platform_from_json)
+            .unwrap_or_default();
         out.push((id, platform));
     }
     Ok(out)
@@ -166,7 +187,10 @@ fn parse_created(s: &str, field: &str) -> Result<Option<Time>> {
         return Ok(None);
     }
     Time::parse(s).map(Some).ok_or_else(|| {
-        ExportError::invalid(field, format!("invalid layer creation time {s:?}: not RFC 3339"))
+        ExportError::invalid(
+            field,
+            format!("invalid layer creation time {s:?}: not RFC 3339"),
+        )
     })
 }
 
@@ -174,13 +198,19 @@ fn check_layer(l: &crate::model::Layer, field: &str) -> Result<()> {
     if !crate::oci::is_sha256_digest(&l.digest) {
         return Err(ExportError::invalid(
             format!("{field}.digest"),
-            format!("invalid layer digest {:?}: expected sha256:<64 hex>", l.digest),
+            format!(
+                "invalid layer digest {:?}: expected sha256:<64 hex>",
+                l.digest
+            ),
         ));
     }
     if !crate::oci::is_sha256_digest(&l.diff_id) {
         return Err(ExportError::invalid(
             format!("{field}.diffID"),
-            format!("invalid layer diffID {:?}: expected sha256:<64 hex>", l.diff_id),
+            format!(
+                "invalid layer diffID {:?}: expected sha256:<64 hex>",
+                l.diff_id
+            ),
         ));
     }
     Ok(())
@@ -197,7 +227,10 @@ pub fn export(
     let mut opts = ExportOptions::parse(&req.exporter, &req.attrs, req.compatibility_version)?;
     let result = &req.result;
     if result.refs.is_empty() {
-        return Err(ExportError::invalid("refs", "build result has no refs to export"));
+        return Err(ExportError::invalid(
+            "refs",
+            "build result has no refs to export",
+        ));
     }
     let is_map = result.is_map();
     if opts.exporter == ExporterType::Docker && is_map {
@@ -249,9 +282,10 @@ pub fn export(
         })
         .collect();
     if !is_map {
-        let required = atts.iter().flatten().any(|a| {
-            opts.force_inline_attestations || !attest::is_inline_only(a)
-        });
+        let required = atts
+            .iter()
+            .flatten()
+            .any(|a| opts.force_inline_attestations || !attest::is_inline_only(a));
         if !required {
             atts.iter_mut().for_each(Vec::clear);
         }
@@ -342,20 +376,27 @@ pub fn export(
             let e = match converted.get(&key) {
                 Some(e) => e.clone(),
                 None => {
-                    let e = layer::export_layer(l, &field, &plan, oci_types, env.blobs, env.scratch)?;
+                    let e =
+                        layer::export_layer(l, &field, &plan, oci_types, env.blobs, env.scratch)?;
                     converted.insert(key, e.clone());
                     e
                 }
             };
             exported.push(e);
-            layer_meta.push((l.created_by.clone(), parse_created(&l.created, &format!("{field}.created"))?));
+            layer_meta.push((
+                l.created_by.clone(),
+                parse_created(&l.created, &format!("{field}.created"))?,
+            ));
         }
         let config_key = if is_map {
             format!("{KEY_CONFIG}/{id}")
         } else {
             KEY_CONFIG.to_string()
         };
-        let config = meta.get(&config_key).map(Vec::as_slice).filter(|c| !c.is_empty());
+        let config = meta
+            .get(&config_key)
+            .map(Vec::as_slice)
+            .filter(|c| !c.is_empty());
         if is_map {
             if let Some(c) = config {
                 config::parse_history(c)?;
@@ -449,7 +490,11 @@ pub fn export(
     if !names.is_empty() {
         response.insert(
             "image.name".into(),
-            names.iter().map(Reference::full).collect::<Vec<_>>().join(","),
+            names
+                .iter()
+                .map(Reference::full)
+                .collect::<Vec<_>>()
+                .join(","),
         );
     }
     Ok(response)

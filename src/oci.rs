@@ -41,7 +41,9 @@ pub fn digest_hex(digest: &str) -> &str {
 /// True for `sha256:` followed by 64 lowercase hex digits.
 pub fn is_sha256_digest(d: &str) -> bool {
     d.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 
@@ -65,7 +67,8 @@ impl Platform {
 
     pub fn to_json(&self) -> String {
         let mut o = Object::new();
-        o.str("architecture", &self.architecture).str("os", &self.os);
+        o.str("architecture", &self.architecture)
+            .str("os", &self.os);
         o.str_opt("os.version", &self.os_version);
         if !self.os_features.is_empty() {
             o.raw("os.features", &json::string_array(&self.os_features));

@@ -449,14 +449,21 @@ mod tests {
             err("oci", &[("compression", "brotli")]).message,
             "unsupported compression type brotli"
         );
-        let c = err("oci", &[("oci-artifact", "true"), ("oci-mediatypes", "false")]);
+        let c = err(
+            "oci",
+            &[("oci-artifact", "true"), ("oci-mediatypes", "false")],
+        );
         assert_eq!(
             c.message,
             r#"exporter option "oci-artifact=true" conflicts with "oci-mediatypes=false""#
         );
         assert_eq!(c.kind, ErrorKind::FailedPrecondition);
         assert_eq!(
-            err("oci", &[("compression", "estargz"), ("oci-mediatypes", "false")]).message,
+            err(
+                "oci",
+                &[("compression", "estargz"), ("oci-mediatypes", "false")]
+            )
+            .message,
             r#"exporter option "compression=estargz" conflicts with "oci-mediatypes=false""#
         );
         assert_eq!(
@@ -485,8 +492,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_become_metadata() {
-        let o = ExportOptions::parse("oci", &attrs(&[("containerimage.config", "{}")]), 0)
-            .unwrap();
+        let o = ExportOptions::parse("oci", &attrs(&[("containerimage.config", "{}")]), 0).unwrap();
         assert_eq!(o.extra_metadata["containerimage.config"], "{}");
     }
 }

@@ -10,7 +10,11 @@ pub fn normalize_arch(arch: &str, variant: &str) -> (String, String) {
     match arch.as_str() {
         "i386" | "i486" | "i586" | "i686" => ("386".into(), String::new()),
         "x86_64" | "x86-64" | "amd64" => {
-            let v = if variant == "v1" { String::new() } else { variant };
+            let v = if variant == "v1" {
+                String::new()
+            } else {
+                variant
+            };
             ("amd64".into(), v)
         }
         "aarch64" | "arm64" => {
@@ -51,7 +55,11 @@ pub fn parse(spec: &str) -> Option<Platform> {
             }
         }
         [os, arch] => (os.to_ascii_lowercase(), arch.to_string(), String::new()),
-        [os, arch, variant] => (os.to_ascii_lowercase(), arch.to_string(), variant.to_string()),
+        [os, arch, variant] => (
+            os.to_ascii_lowercase(),
+            arch.to_string(),
+            variant.to_string(),
+        ),
         _ => return None,
     };
     let (architecture, variant) = normalize_arch(&arch, &variant);

@@ -23,10 +23,7 @@ impl Reference {
     /// digest is given.
     pub fn parse(s: &str) -> Result<Reference> {
         let bad = |why: &str| {
-            ExportError::invalid(
-                "name",
-                format!("invalid reference format: {why}: {s:?}"),
-            )
+            ExportError::invalid("name", format!("invalid reference format: {why}: {s:?}"))
         };
         let s = s.trim();
         if s.is_empty() {

@@ -50,7 +50,12 @@ impl Time {
         };
         let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
         let (hour, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-        if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 59 {
+        if !(1..=12).contains(&month)
+            || !(1..=31).contains(&day)
+            || hour > 23
+            || min > 59
+            || sec > 59
+        {
             return None;
         }
         let mut i = 19;
@@ -168,7 +173,10 @@ mod tests {
         ] {
             assert_eq!(Time::parse(s).unwrap().format(), s);
         }
-        assert_eq!(Time::parse("2023-11-14T22:13:20Z").unwrap().unix, 1_700_000_000);
+        assert_eq!(
+            Time::parse("2023-11-14T22:13:20Z").unwrap().unix,
+            1_700_000_000
+        );
         assert_eq!(Time::from_unix(0).format_seconds(), "1970-01-01T00:00:00Z");
     }
 

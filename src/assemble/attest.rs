@@ -76,7 +76,11 @@ fn statement_bytes(predicate_type: &str, subjects: &[String], predicate: &str) -
 fn go_number(n: &serde_json::Number) -> String {
     let f = n.as_f64().unwrap_or(0.0);
     if f == 0.0 {
-        return if f.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if f.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     let abs = f.abs();
     if (1e-6..1e21).contains(&abs) {
@@ -162,7 +166,12 @@ pub fn statements(
                         SubjectKind::Raw => subjects.push(subject(&s.name, &digest_map(&s.digest))),
                     }
                 }
-                push(&mut out, &a.predicate_type, statement_bytes(&a.predicate_type, &subjects, &predicate), &field)?;
+                push(
+                    &mut out,
+                    &a.predicate_type,
+                    statement_bytes(&a.predicate_type, &subjects, &predicate),
+                    &field,
+                )?;
             }
             (AttestationKind::Bundle, AttestationContent::Bundle(files)) => {
                 let mut files: Vec<&(String, Vec<u8>)> = files.iter().collect();
@@ -208,7 +217,10 @@ fn bundle_statement(bytes: &[u8], required: &str) -> Result<Statement> {
     if bytes.len() > MAX_STATEMENT_SIZE {
         return Err(ExportError::new(
             ErrorKind::ResourceExhausted,
-            format!("bundle statement of {} bytes exceeds the limit of {MAX_STATEMENT_SIZE} bytes", bytes.len()),
+            format!(
+                "bundle statement of {} bytes exceeds the limit of {MAX_STATEMENT_SIZE} bytes",
+                bytes.len()
+            ),
         ));
     }
     let v: Value = serde_json::from_slice(bytes)
@@ -315,9 +327,10 @@ pub fn attestation_manifest(
     descriptor
         .annotations
         .insert(REFERENCE_DIGEST_ANNOTATION.into(), subject.digest.clone());
-    descriptor
-        .annotations
-        .insert(REFERENCE_TYPE_ANNOTATION.into(), ATTESTATION_MANIFEST_TYPE.into());
+    descriptor.annotations.insert(
+        REFERENCE_TYPE_ANNOTATION.into(),
+        ATTESTATION_MANIFEST_TYPE.into(),
+    );
     descriptor.platform = Some(Platform::new("unknown", "unknown"));
     AttestationManifest {
         manifest,

@@ -110,13 +110,14 @@ pub fn parse_history(config: &[u8]) -> Result<Vec<History>> {
             out.push(History::default());
             continue;
         };
-        let created = match go_field(e, "created") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(Time::parse(s).ok_or_else(|| {
-                wrap(format!("parsing time {}: not RFC 3339", json::string(s)))
-            })?),
-            Some(_) => return Err(wrap("invalid history created time".into())),
-        };
+        let created =
+            match go_field(e, "created") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(Time::parse(s).ok_or_else(|| {
+                    wrap(format!("parsing time {}: not RFC 3339", json::string(s)))
+                })?),
+                Some(_) => return Err(wrap("invalid history created time".into())),
+            };
         let empty_layer = match go_field(e, "empty_layer") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
@@ -126,7 +127,8 @@ pub fn parse_history(config: &[u8]) -> Result<Vec<History>> {
             created,
             created_by: go_string(go_field(e, "created_by"), "History.created_by")
                 .map_err(|e| wrap(e.message))?,
-            author: go_string(go_field(e, "author"), "History.author").map_err(|e| wrap(e.message))?,
+            author: go_string(go_field(e, "author"), "History.author")
+                .map_err(|e| wrap(e.message))?,
             comment: go_string(go_field(e, "comment"), "History.comment")
                 .map_err(|e| wrap(e.message))?,
             empty_layer,
@@ -226,7 +228,10 @@ pub fn patch(
     let m: Option<BTreeMap<String, Box<RawValue>>> = serde_json::from_str(text).map_err(|e| {
         ExportError::invalid(
             "metadata",
-            format!("failed to parse image config for patch: {}", go_json_error(&e)),
+            format!(
+                "failed to parse image config for patch: {}",
+                go_json_error(&e)
+            ),
         )
     })?;
     let Some(raw) = m else {

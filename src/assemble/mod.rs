@@ -67,9 +67,12 @@ pub struct Graph {
 
 impl Graph {
     fn add(&mut self, d: &Descriptor, blob: Blob) {
-        self.blobs
-            .entry(d.digest.clone())
-            .or_insert_with(|| (Descriptor::new(&d.media_type, d.digest.clone(), d.size), blob));
+        self.blobs.entry(d.digest.clone()).or_insert_with(|| {
+            (
+                Descriptor::new(&d.media_type, d.digest.clone(), d.size),
+                blob,
+            )
+        });
     }
 }
 
@@ -134,7 +137,11 @@ fn build_image(p: &PlatformInput<'_>, oci_types: bool, graph: &mut Graph) -> Res
     Ok(BuiltImage {
         descriptor,
         config_digest: config_desc.digest,
-        layer_digests: p.layers.iter().map(|l| l.descriptor.digest.clone()).collect(),
+        layer_digests: p
+            .layers
+            .iter()
+            .map(|l| l.descriptor.digest.clone())
+            .collect(),
     })
 }
 

@@ -92,14 +92,8 @@ fn csv_fields(s: &str) -> Result<Vec<String>, String> {
     }
 }
 
-/// Go's `strconv.ParseBool`.
-pub fn parse_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
-}
+/// Go's `strconv.ParseBool` (one parser for the whole crate).
+pub use crate::options::parse_go_bool as parse_bool;
 
 /// Where the export output goes.
 pub enum Destination {
@@ -258,19 +252,6 @@ mod tests {
         assert!(parse_output("novalue").is_err());
         assert!(parse_output(r#""open=1"#).is_err());
         assert!(parse_output(r#"a="b""#).is_err());
-    }
-
-    #[test]
-    fn parse_bool_is_go_strconv() {
-        for t in ["1", "t", "T", "TRUE", "true", "True"] {
-            assert_eq!(parse_bool(t), Some(true));
-        }
-        for f in ["0", "f", "F", "FALSE", "false", "False"] {
-            assert_eq!(parse_bool(f), Some(false));
-        }
-        for x in ["yes", "tRuE", "", "no"] {
-            assert_eq!(parse_bool(x), None);
-        }
     }
 
     #[test]

@@ -4,8 +4,8 @@ use std::io::{self, Read, Write};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::options::Compression;
 use crate::oci;
+use crate::options::Compression;
 
 /// The compression a layer media type names.
 pub fn compression_of(media_type: &str) -> Option<Compression> {
@@ -30,7 +30,10 @@ pub fn media_type(c: Compression, oci_types: bool) -> &'static str {
 }
 
 /// A reader of the uncompressed bytes of a compressed stream.
-pub fn decoder<'a>(c: Compression, r: Box<dyn Read + Send + 'a>) -> io::Result<Box<dyn Read + Send + 'a>> {
+pub fn decoder<'a>(
+    c: Compression,
+    r: Box<dyn Read + Send + 'a>,
+) -> io::Result<Box<dyn Read + Send + 'a>> {
     Ok(match c {
         Compression::Uncompressed => r,
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(r))),

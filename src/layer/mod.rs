@@ -142,11 +142,14 @@ fn convert_blob(
         .prefix("layer-")
         .tempfile_in(scratch)?;
     let (file, path) = file.into_parts();
-    let compressed = Arc::new(Mutex::new(codec::HashWriter::new(BufWriter::with_capacity(
-        1 << 20,
-        file,
-    ))));
-    let encoder = codec::encoder(plan.compression, plan.level, codec::Shared(compressed.clone()))?;
+    let compressed = Arc::new(Mutex::new(codec::HashWriter::new(
+        BufWriter::with_capacity(1 << 20, file),
+    )));
+    let encoder = codec::encoder(
+        plan.compression,
+        plan.level,
+        codec::Shared(compressed.clone()),
+    )?;
     let mut uncompressed = codec::HashWriter::new(encoder);
     let mut reader = codec::decoder(source, blobs.open(&layer.digest)?)?;
     match plan.rewrite_epoch {

@@ -28,10 +28,10 @@ pub fn index_json(root: &Descriptor, names: &[Reference], extra: &[Descriptor]) 
     }
     for n in names {
         let mut d = root.clone();
-        d.annotations
-            .insert(ANNOTATION_IMAGE_NAME.into(), n.full());
+        d.annotations.insert(ANNOTATION_IMAGE_NAME.into(), n.full());
         if !n.tag.is_empty() {
-            d.annotations.insert(ANNOTATION_REF_NAME.into(), n.tag.clone());
+            d.annotations
+                .insert(ANNOTATION_REF_NAME.into(), n.tag.clone());
         }
         entries.push(d.to_json());
     }

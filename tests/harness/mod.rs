@@ -1,0 +1,507 @@
+//! Shared helpers of the conformance harness: locating the repository's test data,
+//! finding the external tools the checks need (and deciding what a missing one means),
+//! running the `oxport` binary with a hang guard, reading tar files and starting
+//! `oxport serve` processes.
+//!
+//! Tool policy: under `CI=true` every tool a check needs must be present, and a missing one
+//! fails the test. Elsewhere a missing tool is announced loudly on stderr (outside the test
+//! harness's output capture, so it is always seen) and the check it guards is reported as
+//! not run. Nothing is skipped silently.
+
+#![allow(dead_code)]
+
+pub mod graph;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long one `oxport` command may run before it is treated as hung. This is a guard
+/// against a test that never ends, not a performance assertion.
+pub const COMMAND_GUARD: Duration = Duration::from_secs(300);
+
+/// How long a freshly started `oxport serve` may take to accept connections.
+pub const SERVER_START_GUARD: Duration = Duration::from_secs(60);
+
+/// The repository root (where Cargo.toml is).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `oxport` binary built for this test run.
+pub fn oxport_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_oxport"))
+}
+
+/// The fixture set every path must pass.
+pub fn fixtures_dir() -> PathBuf {
+    repo_root().join("tests/conformance/buildkit-master")
+}
+
+pub fn schemas_dir() -> PathBuf {
+    repo_root().join("tests/oci-schema")
+}
+
+pub fn compare_py() -> PathBuf {
+    repo_root().join("tests/conformance/compare.py")
+}
+
+pub fn validator_py() -> PathBuf {
+    repo_root().join("tests/harness/oci_validate.py")
+}
+
+/// True when running under CI (`CI=true`, as CI systems set it).
+pub fn in_ci() -> bool {
+    matches!(
+        std::env::var("CI").as_deref(),
+        Ok("true") | Ok("1") | Ok("TRUE") | Ok("True")
+    )
+}
+
+/// Writes straight to the process's stderr, bypassing the test harness's output
+/// capture, for the few lines that must always be seen (tallies, missing tools).
+pub fn announce(msg: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{msg}");
+    let _ = err.flush();
+}
+
+/// Finds an executable on PATH (or checks an explicit path).
+pub fn which(name: &str) -> Option<PathBuf> {
+    let candidate = Path::new(name);
+    if candidate.components().count() > 1 {
+        return is_executable(candidate).then(|| candidate.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// A tool that a check needs. `None` means it is missing outside CI: the caller reports
+/// the check as not run. Under CI a missing tool panics (a failure, never a skip).
+pub fn require_tool(name: &str, purpose: &str) -> Option<PathBuf> {
+    if let Some(p) = which(name) {
+        return Some(p);
+    }
+    missing(&format!("`{name}` is not installed"), purpose)
+}
+
+/// Reports a missing prerequisite according to the tool policy.
+pub fn missing<T>(what: &str, purpose: &str) -> Option<T> {
+    if in_ci() {
+        panic!("{what}; it is required under CI=true for {purpose} (tests/run.sh installs it)");
+    }
+    announce(&format!(
+        "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
+         !!! NOT CHECKED: {purpose}\n\
+         !!! because {what}. Run tests/run.sh to install it; under CI=true this fails.\n\
+         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+    ));
+    None
+}
+
+/// `python3` is needed by every conformance check (compare.py); it is never optional.
+pub fn python3() -> PathBuf {
+    which("python3").expect("python3 is required by tests/conformance/compare.py")
+}
+
+/// A Python interpreter that can import `jsonschema`, for the schema checks. Tries
+/// `$OXPORT_PYTHON`, then `python3` on PATH, then the system interpreter (where Debian's
+/// python3-jsonschema installs).
+pub fn python_with_jsonschema() -> Option<PathBuf> {
+    let mut candidates: Vec<String> = Vec::new();
+    if let Ok(p) = std::env::var("OXPORT_PYTHON") {
+        candidates.push(p);
+    }
+    candidates.push("python3".into());
+    candidates.push("/usr/bin/python3".into());
+    for c in &candidates {
+        let Some(exe) = which(c) else { continue };
+        let ok = Command::new(&exe)
+            .args(["-c", "import jsonschema"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if ok {
+            return Some(exe);
+        }
+    }
+    missing(
+        "no Python interpreter can import jsonschema",
+        "OCI schema validation of the exported documents",
+    )
+}
+
+/// What a finished command left behind.
+#[derive(Debug)]
+pub struct Outcome {
+    /// None when the process was killed by a signal or by the hang guard.
+    pub status: Option<ExitStatus>,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+    pub hung: bool,
+}
+
+impl Outcome {
+    pub fn success(&self) -> bool {
+        self.status.map(|s| s.success()).unwrap_or(false)
+    }
+
+    /// A short description for failure reports: exit status and the tail of stderr.
+    pub fn describe(&self) -> String {
+        let status = if self.hung {
+            format!("killed after {}s (hung)", COMMAND_GUARD.as_secs())
+        } else {
+            match self.status {
+                Some(s) => s.to_string(),
+                None => "no exit status".into(),
+            }
+        };
+        format!("{status}; stderr: {}", tail(&self.stderr, 600))
+    }
+}
+
+/// The last `max` characters of a text, on one line.
+pub fn tail(s: &str, max: usize) -> String {
+    let s = s.trim().replace('\n', " | ");
+    let n = s.chars().count();
+    if n <= max {
+        s
+    } else {
+        format!("...{}", s.chars().skip(n - max).collect::<String>())
+    }
+}
+
+/// Runs a command with its output sent to files in `scratch` (so that large output
+/// cannot block it), killing it if it outlives [`COMMAND_GUARD`].
+pub fn run(cmd: &mut Command, scratch: &Path) -> Outcome {
+    let out_path = scratch.join(".stdout");
+    let err_path = scratch.join(".stderr");
+    let out = fs::File::create(&out_path).expect("create stdout file");
+    let err = fs::File::create(&err_path).expect("create stderr file");
+    let mut child = match cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            return Outcome {
+                status: None,
+                stdout: Vec::new(),
+                stderr: format!("cannot start {cmd:?}: {e}"),
+                hung: false,
+            }
+        }
+    };
+    let started = Instant::now();
+    let (status, hung) = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break (Some(s), false),
+            Ok(None) if started.elapsed() > COMMAND_GUARD => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break (None, true);
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("waiting for {cmd:?}: {e}"),
+        }
+    };
+    let stdout = fs::read(&out_path).unwrap_or_default();
+    let stderr = String::from_utf8_lossy(&fs::read(&err_path).unwrap_or_default()).into_owned();
+    let _ = fs::remove_file(&out_path);
+    let _ = fs::remove_file(&err_path);
+    Outcome {
+        status,
+        stdout,
+        stderr,
+        hung,
+    }
+}
+
+/// A running `oxport serve`, stopped (by its own process id) when dropped.
+pub struct Server {
+    child: Child,
+    /// The address to pass to `oxport export --addr`.
+    pub addr: String,
+    log: PathBuf,
+}
+
+/// Where a server listens.
+pub enum Listen {
+    Unix(PathBuf),
+    Tcp,
+}
+
+impl Server {
+    /// Starts `oxport serve --listen ... --state <dir>/state` and waits until it accepts
+    /// connections. Errors carry the server's log.
+    pub fn start(listen: Listen, dir: &Path) -> Result<Server, String> {
+        let state = dir.join("state");
+        fs::create_dir_all(&state).map_err(|e| e.to_string())?;
+        let log = dir.join("server.log");
+        let (addr, probe): (String, Box<dyn Fn() -> bool>) = match listen {
+            Listen::Unix(sock) => {
+                let addr = format!("unix://{}", sock.display());
+                let s = sock.clone();
+                (
+                    addr,
+                    Box::new(move || std::os::unix::net::UnixStream::connect(&s).is_ok()),
+                )
+            }
+            Listen::Tcp => {
+                let port = free_tcp_port()?;
+                let sa = format!("127.0.0.1:{port}");
+                let s = sa.clone();
+                (
+                    format!("tcp://{sa}"),
+                    Box::new(move || TcpStream::connect(&s).is_ok()),
+                )
+            }
+        };
+        let logf = fs::File::create(&log).map_err(|e| e.to_string())?;
+        let logf2 = logf.try_clone().map_err(|e| e.to_string())?;
+        let child = Command::new(oxport_bin())
+            .args(["serve", "--listen", &addr, "--state"])
+            .arg(&state)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(logf))
+            .stderr(Stdio::from(logf2))
+            .spawn()
+            .map_err(|e| format!("cannot start oxport serve: {e}"))?;
+        let mut server = Server { child, addr, log };
+        let started = Instant::now();
+        loop {
+            if probe() {
+                return Ok(server);
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                return Err(format!(
+                    "oxport serve --listen {} exited ({status}) before accepting connections; log: {}",
+                    server.addr,
+                    server.log_tail()
+                ));
+            }
+            if started.elapsed() > SERVER_START_GUARD {
+                return Err(format!(
+                    "oxport serve --listen {} did not accept connections within {}s; log: {}",
+                    server.addr,
+                    SERVER_START_GUARD.as_secs(),
+                    server.log_tail()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        tail(&fs::read_to_string(&self.log).unwrap_or_default(), 600)
+    }
+
+    /// True while the server process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_tcp_port() -> Result<u16, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind 127.0.0.1:0: {e}"))?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+/// The regular files of a tar archive, in archive order: (name, bytes). Understands the
+/// USTAR name prefix and PAX `path` records; other entry types are skipped.
+pub fn read_tar(path: &Path) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let raw = fs::read(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    let mut pax_path: Option<String> = None;
+    while pos + 512 <= raw.len() {
+        let h = &raw[pos..pos + 512];
+        if h.iter().all(|&b| b == 0) {
+            break;
+        }
+        let field = |a: usize, b: usize| {
+            let f = &h[a..b];
+            let end = f.iter().position(|&c| c == 0).unwrap_or(f.len());
+            String::from_utf8_lossy(&f[..end]).into_owned()
+        };
+        let size_text = field(124, 136);
+        let size = u64::from_str_radix(size_text.trim(), 8)
+            .map_err(|e| format!("entry at {pos}: bad size {size_text:?}: {e}"))?
+            as usize;
+        let typeflag = h[156];
+        let mut name = field(0, 100);
+        if &h[257..262] == b"ustar" {
+            let prefix = field(345, 500);
+            if !prefix.is_empty() {
+                name = format!("{prefix}/{name}");
+            }
+        }
+        let start = pos + 512;
+        let end = start + size;
+        if end > raw.len() {
+            return Err(format!("entry {name} runs past the end of the archive"));
+        }
+        let data = &raw[start..end];
+        match typeflag {
+            b'x' => pax_path = pax_record(data, "path"),
+            b'0' | 0 => {
+                let n = pax_path.take().unwrap_or(name);
+                out.push((n, data.to_vec()));
+            }
+            _ => pax_path = None,
+        }
+        pos = start + size.div_ceil(512) * 512;
+    }
+    Ok(out)
+}
+
+fn pax_record(data: &[u8], key: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(data);
+    text.lines().find_map(|line| {
+        let (_, kv) = line.split_once(' ')?;
+        let (k, v) = kv.split_once('=')?;
+        (k == key).then(|| v.to_string())
+    })
+}
+
+/// The regular files of a directory tree, keyed by their `/`-separated relative path.
+pub fn read_tree(root: &Path) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) -> std::io::Result<()> {
+        for e in fs::read_dir(dir)? {
+            let e = e?;
+            let p = e.path();
+            if e.file_type()?.is_dir() {
+                walk(root, &p, out)?;
+            } else {
+                let rel = p.strip_prefix(root).unwrap_or(&p);
+                let key = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                out.insert(key, fs::read(&p)?);
+            }
+        }
+        Ok(())
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out).map_err(|e| format!("read {}: {e}", root.display()))?;
+    Ok(out)
+}
+
+/// Names of the entries of a directory (not recursive), sorted.
+pub fn dir_entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Validates layouts (tar files or directories) with tests/harness/oci_validate.py.
+pub fn validate_layouts(python: &Path, layouts: &[&Path], scratch: &Path) -> Result<(), String> {
+    let mut cmd = Command::new(python);
+    cmd.arg(validator_py())
+        .arg("--schemas")
+        .arg(schemas_dir())
+        .args(layouts);
+    let o = run(&mut cmd, scratch);
+    if o.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "schema validation failed: {} {}",
+            tail(&String::from_utf8_lossy(&o.stdout), 900),
+            tail(&o.stderr, 300)
+        ))
+    }
+}
+
+/// Reads an OCI archive with skopeo: `skopeo inspect --raw` and `skopeo copy --all` into a
+/// fresh layout, once per image in index.json (addressed by its ref name when there are
+/// several).
+pub fn skopeo_check(skopeo: &Path, tar: &Path, scratch: &Path) -> Result<(), String> {
+    let files = read_tar(tar)?;
+    let index = files
+        .iter()
+        .find(|(n, _)| n == "index.json")
+        .ok_or("archive has no index.json")?;
+    let index: serde_json::Value =
+        serde_json::from_slice(&index.1).map_err(|e| format!("index.json: {e}"))?;
+    let entries = index["manifests"]
+        .as_array()
+        .ok_or("index.json has no manifests array")?;
+    let mut refs: Vec<Option<String>> = Vec::new();
+    if entries.len() == 1 {
+        refs.push(None);
+    } else {
+        let names: Vec<Option<&str>> = entries
+            .iter()
+            .map(|e| e["annotations"]["org.opencontainers.image.ref.name"].as_str())
+            .collect();
+        for n in names.iter().flatten() {
+            if names.iter().filter(|m| **m == Some(*n)).count() == 1 {
+                refs.push(Some(n.to_string()));
+            }
+        }
+        if refs.is_empty() {
+            return Err(format!(
+                "index.json has {} entries and no unique ref name to address one",
+                entries.len()
+            ));
+        }
+    }
+    for (i, r) in refs.iter().enumerate() {
+        let src = match r {
+            None => format!("oci-archive:{}", tar.display()),
+            Some(r) => format!("oci-archive:{}:{r}", tar.display()),
+        };
+        let o = run(
+            Command::new(skopeo).args(["inspect", "--raw", &src]),
+            scratch,
+        );
+        if !o.success() {
+            return Err(format!("skopeo inspect --raw {src}: {}", o.describe()));
+        }
+        let dest = scratch.join(format!("skopeo-copy-{i}"));
+        let dst = format!("oci:{}", dest.display());
+        let o = run(
+            Command::new(skopeo).args(["copy", "--quiet", "--all", &src, &dst]),
+            scratch,
+        );
+        let _ = fs::remove_dir_all(&dest);
+        if !o.success() {
+            return Err(format!("skopeo copy --all {src}: {}", o.describe()));
+        }
+    }
+    Ok(())
+}

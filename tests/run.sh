@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The project's test command: installs what the tests need on a fresh Debian, then runs
+# every test target. Usage: bash tests/run.sh [extra cargo test arguments]
+#
+# Needs (installed only when missing, as root or through sudo):
+#   skopeo           reads every exported archive independently (tests/conformance.rs)
+#   zstd             lets tests/conformance/compare.py decompress zstd layers
+#   docker-registry  a real registry for the push tests
+#   python3-jsonschema, when no python3 can import jsonschema (OCI schema validation)
+# Under CI=true a missing tool fails the tests; elsewhere the tests say loudly what they
+# could not check.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        echo "run.sh: need root or sudo to run: $*" >&2
+        return 1
+    fi
+}
+
+have_jsonschema() {
+    local py
+    for py in "${OXPORT_PYTHON:-}" python3 /usr/bin/python3; do
+        [ -n "$py" ] || continue
+        if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import jsonschema' >/dev/null 2>&1; then
+            return 0
+        fi
+    done
+    return 1
+}
+
+missing=()
+command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
+command -v zstd >/dev/null 2>&1 || missing+=(zstd)
+command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+have_jsonschema || missing+=(python3-jsonschema)
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    if command -v apt-get >/dev/null 2>&1; then
+        echo "run.sh: installing ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        as_root apt-get update -qq
+        as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+        echo "run.sh: missing ${missing[*]} and no apt-get to install them" >&2
+    fi
+fi
+
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+
+status=0
+cargo test --all-targets --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
+
+# Sum the per-target summaries ("test result: ok. 5 passed; 0 failed; 1 ignored; ...").
+read -r passed failed ignored < <(
+    sed -n 's/^test result: [A-Za-z]*\. \([0-9]*\) passed; \([0-9]*\) failed; \([0-9]*\) ignored.*/\1 \2 \3/p' "$log" |
+        awk '{p += $1; f += $2; i += $3} END {print p + 0, f + 0, i + 0}'
+)
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
+    # cargo stopped before running the tests (a build error, for example).
+    failed=1
+    echo "run.sh: cargo test exited with status $status before all tests ran"
+fi
+echo
+echo "tests: $passed passed, $failed failed, $ignored skipped"
+exit "$status"
