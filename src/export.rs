@@ -292,6 +292,7 @@ pub fn export(
     }
     let has_attestations = atts.iter().any(|a| !a.is_empty());
     opts.finalize(!result.attestations.is_empty());
+    opts.check_extensions()?;
     let oci_types = opts.oci_types();
 
     if !oci_types && has_attestations {
@@ -425,6 +426,7 @@ pub fn export(
         &AssembleOptions {
             oci_types,
             oci_artifact: opts.oci_artifact(),
+            attestations_in_index: opts.attestations_in_index,
             want_index,
             names: &names,
             annotations: Annotations {
@@ -453,6 +455,11 @@ pub fn export(
                 names: &names,
                 root: &root,
                 docker_manifest: opts.exporter == ExporterType::Docker,
+                detached: if opts.attestations_in_index {
+                    &[]
+                } else {
+                    &graph.attestation_manifests
+                },
             },
             env.blobs,
             out,

@@ -36,6 +36,19 @@ pub mod keys {
     pub const DANGLING_NAME_PREFIX: &str = "dangling-name-prefix";
     pub const BUILDINFO: &str = "buildinfo";
     pub const BUILDINFO_ATTRS: &str = "buildinfo-attrs";
+    /// oxport: keep attestation manifests in the image index (default true).
+    pub const ATTESTATIONS_IN_INDEX: &str = "attestations-in-index";
+    /// oxport: when to maintain the referrers fallback tag (`auto`, `always`, `never`).
+    pub const REFERRERS_FALLBACK: &str = "referrers-fallback";
+}
+
+/// When a push maintains the referrers fallback tag index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReferrersFallback {
+    /// Only when the registry lacks the referrers API.
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +122,9 @@ pub struct ExportOptions {
     pub push_by_digest: bool,
     pub insecure: bool,
     pub name_canonical: bool,
+    /// Attestation manifests are listed in the image index (artifact form may opt out).
+    pub attestations_in_index: bool,
+    pub referrers_fallback: ReferrersFallback,
     pub annotations: AnnotationSet,
     /// Unknown attributes: copied into the result metadata.
     pub extra_metadata: BTreeMap<String, String>,
@@ -212,6 +228,8 @@ impl ExportOptions {
             push_by_digest: false,
             insecure: false,
             name_canonical: false,
+            attestations_in_index: true,
+            referrers_fallback: ReferrersFallback::Auto,
             annotations,
             extra_metadata: BTreeMap::new(),
         };
@@ -302,6 +320,22 @@ impl ExportOptions {
                     }
                 }
                 keys::DANGLING_NAME_PREFIX if exporter == ExporterType::Image => {}
+                keys::ATTESTATIONS_IN_INDEX => o.attestations_in_index = bool_attr(k, v)?,
+                keys::REFERRERS_FALLBACK => {
+                    o.referrers_fallback = match v.as_str() {
+                        "auto" | "" => ReferrersFallback::Auto,
+                        "always" => ReferrersFallback::Always,
+                        "never" => ReferrersFallback::Never,
+                        other => {
+                            return Err(ExportError::invalid(
+                                k.as_str(),
+                                format!(
+                                    "invalid value {other} specified for {k}: expected auto, always or never"
+                                ),
+                            ))
+                        }
+                    }
+                }
                 keys::BUILDINFO | keys::BUILDINFO_ATTRS => {}
                 _ => {
                     o.extra_metadata.insert(k.clone(), v.clone());
@@ -345,6 +379,17 @@ impl ExportOptions {
             .get_or_insert(v >= CURRENT_COMPATIBILITY_VERSION || has_attestations);
         self.oci_artifact
             .get_or_insert(v >= CURRENT_COMPATIBILITY_VERSION && oci);
+    }
+
+    /// Checks the oxport-only options against the resolved defaults.
+    pub fn check_extensions(&self) -> Result<()> {
+        if !self.attestations_in_index && !self.oci_artifact() {
+            return Err(ExportError::conflict(
+                keys::ATTESTATIONS_IN_INDEX,
+                "exporter option \"attestations-in-index=false\" requires \"oci-artifact=true\"",
+            ));
+        }
+        Ok(())
     }
 
     pub fn oci_types(&self) -> bool {
@@ -394,6 +439,19 @@ impl ExportOptions {
         } else {
             put(keys::TAR, self.tar.to_string());
         }
+        put(
+            keys::ATTESTATIONS_IN_INDEX,
+            self.attestations_in_index.to_string(),
+        );
+        put(
+            keys::REFERRERS_FALLBACK,
+            match self.referrers_fallback {
+                ReferrersFallback::Auto => "auto",
+                ReferrersFallback::Always => "always",
+                ReferrersFallback::Never => "never",
+            }
+            .into(),
+        );
         m
     }
 }

@@ -34,6 +34,9 @@ pub struct PlatformInput<'a> {
 pub struct AssembleOptions<'a> {
     pub oci_types: bool,
     pub oci_artifact: bool,
+    /// List attestation manifests in the index (else they stand alone, found
+    /// through referrers).
+    pub attestations_in_index: bool,
     /// An index even for one platform (map results, or attestations).
     pub want_index: bool,
     pub names: &'a [Reference],
@@ -190,7 +193,9 @@ pub fn assemble(platforms: &[PlatformInput<'_>], opts: &AssembleOptions<'_>) -> 
         }
         graph.add(&am.descriptor, Blob::Bytes(am.bytes));
         graph.attestation_manifests.push(am.descriptor.clone());
-        manifests.push(am.descriptor);
+        if opts.attestations_in_index {
+            manifests.push(am.descriptor);
+        }
     }
     let index = Index {
         media_type: if opts.oci_types {

@@ -21,6 +21,8 @@ pub struct ArchiveSpec<'a> {
     pub root: &'a Descriptor,
     /// Add Docker's `manifest.json` (docker exporter, single manifest root).
     pub docker_manifest: bool,
+    /// Attestation manifests kept out of the index: listed as top-level entries.
+    pub detached: &'a [Descriptor],
 }
 
 /// Streams the OCI layout tar of a graph.
@@ -35,7 +37,7 @@ pub fn write_oci_tar(
         (
             "index.json".into(),
             0o644,
-            layout::index_json(spec.root, spec.names, &[]),
+            layout::index_json(spec.root, spec.names, spec.detached),
         ),
         ("oci-layout".into(), 0o444, layout::OCI_LAYOUT.to_vec()),
     ];
