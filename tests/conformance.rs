@@ -525,7 +525,13 @@ fn run_route(route: Route, cases: &[Case], tools: &Tools) -> CaseResults {
                             Err(e) => format!("{e}; {why}"),
                         })
                     }
-                    _ => r,
+                    // After every request, good or bad, the server must still answer.
+                    Some(s) => match (r, s.health()) {
+                        (r, Ok(())) => r,
+                        (Ok(()), Err(h)) => Err(h),
+                        (Err(e), Err(h)) => Err(format!("{e}; {h}")),
+                    },
+                    None => r,
                 }
             }
         };

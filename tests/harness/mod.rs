@@ -317,6 +317,30 @@ impl Server {
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+
+    /// Asks the server's `grpc.health.v1` service; Ok when it answers SERVING.
+    pub fn health(&self) -> Result<(), String> {
+        use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            let client = oxport::client::Client::connect(&self.addr)
+                .await
+                .map_err(|e| format!("health: connect {}: {e}", self.addr))?;
+            let resp = HealthClient::new(client.channel())
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .map_err(|e| format!("health check failed: {e}"))?;
+            match resp.into_inner().status() {
+                ServingStatus::Serving => Ok(()),
+                other => Err(format!("health check answered {other:?}")),
+            }
+        })
+    }
 }
 
 impl Drop for Server {
