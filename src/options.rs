@@ -549,6 +549,33 @@ mod tests {
     }
 
     #[test]
+    fn oxport_extensions() {
+        let mut o = ExportOptions::parse(
+            "image",
+            &attrs(&[("attestations-in-index", "false"), ("referrers-fallback", "never")]),
+            0,
+        )
+        .unwrap();
+        assert_eq!(o.referrers_fallback, ReferrersFallback::Never);
+        o.finalize(true);
+        assert!(o.check_extensions().is_ok());
+        let mut legacy = ExportOptions::parse(
+            "oci",
+            &attrs(&[("attestations-in-index", "false"), ("oci-artifact", "false")]),
+            0,
+        )
+        .unwrap();
+        legacy.finalize(true);
+        assert_eq!(
+            legacy.check_extensions().unwrap_err().kind,
+            ErrorKind::FailedPrecondition
+        );
+        assert!(err("image", &[("referrers-fallback", "sometimes")])
+            .message
+            .contains("referrers-fallback"));
+    }
+
+    #[test]
     fn unknown_keys_become_metadata() {
         let o = ExportOptions::parse("oci", &attrs(&[("containerimage.config", "{}")]), 0).unwrap();
         assert_eq!(o.extra_metadata["containerimage.config"], "{}");
