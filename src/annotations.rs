@@ -4,8 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use crate::error::{ExportError, Result};
+use crate::error::{ErrorKind, ExportError, Result};
 use crate::platform;
+
+/// The largest annotation (key plus value) accepted: annotations travel in
+/// every manifest and index, and registries cap manifest sizes at a few MiB.
+pub const MAX_ANNOTATION_SIZE: usize = 64 << 10;
 
 /// The four annotation kinds, for one platform scope.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -142,6 +146,16 @@ pub fn parse(
                 ))
             }
         };
+        if key.len() + v.len() > MAX_ANNOTATION_SIZE {
+            return Err(ExportError::new(
+                ErrorKind::ResourceExhausted,
+                format!(
+                    "annotation {key} is {} bytes; the limit is {MAX_ANNOTATION_SIZE} bytes",
+                    key.len() + v.len()
+                ),
+            )
+            .with_field(k.as_str()));
+        }
         target.insert(key.to_string(), v.clone());
     }
     Ok((set, rest))

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::annotations::{self, Annotations};
 use crate::assemble::{self, attest, config, AssembleOptions, PlatformInput};
-use crate::error::{ErrorKind, ExportError, Result};
+use crate::error::{ExportError, Result};
 use crate::layer::{self, ExportedLayer, LayerPlan};
 use crate::model::{Attestation, ExportRequest, ExportResponse};
 use crate::oci::{Descriptor, Platform};
@@ -26,6 +26,12 @@ use crate::timefmt::Time;
 pub trait BlobSource: Send + Sync {
     /// Opens the blob with this digest (`sha256:<hex>`) for streaming.
     fn open(&self, digest: &str) -> std::io::Result<Box<dyn Read + Send>>;
+
+    /// The stored size of a blob, when the source knows it without reading.
+    fn size(&self, digest: &str) -> std::io::Result<Option<u64>> {
+        let _ = digest;
+        Ok(None)
+    }
 }
 
 /// A progress event of one blob written to the output.
@@ -159,6 +165,12 @@ fn map_platforms(
                 format!("failed to find ref for ID {id}"),
             ));
         }
+        if out.iter().any(|(seen, _)| *seen == id) {
+            return Err(ExportError::invalid(
+                "metadata[\"refs.platforms\"]",
+                format!("duplicate platform id {id} in platforms passed to exporter"),
+            ));
+        }
         let platform = go_field(p, "Platform")
             .map(platform_from_json)
             .unwrap_or_default();
@@ -268,6 +280,24 @@ pub fn export(
         .unwrap_or_else(|| Platform::new("linux", "amd64"));
         vec![(crate::platform::format(&p), p)]
     };
+
+    if let Some(key) = result
+        .attestations
+        .keys()
+        .find(|k| !platforms.iter().any(|(id, _)| id == *k))
+    {
+        return Err(ExportError::invalid(
+            format!("attestations[{key:?}]"),
+            format!(
+                "attestations for platform {key} have no ref to attach to (platforms: {})",
+                platforms
+                    .iter()
+                    .map(|(id, _)| id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
 
     // Attestations per platform; a single ref drops them when only
     // inline-only ones are present (unless attestation-inline).
@@ -465,12 +495,25 @@ pub fn export(
             out,
             progress,
         )?;
-    } else if opts.push {
-        return Err(ExportError::new(
-            ErrorKind::Unavailable,
-            "push is not available in this build of the image exporter",
-        )
-        .with_field("push"));
+    } else {
+        if req.attrs.contains_key(crate::options::keys::STORE)
+            || req.attrs.contains_key(crate::options::keys::UNPACK)
+        {
+            tracing::debug!("store and unpack are accepted, but there is no local image store");
+        }
+        if opts.push {
+            sink::registry::push(
+                &graph,
+                &sink::registry::PushSpec {
+                    names: &names,
+                    push_by_digest: opts.push_by_digest,
+                    insecure: opts.insecure,
+                    referrers_fallback: opts.referrers_fallback,
+                },
+                env.blobs,
+                progress,
+            )?;
+        }
     }
 
     let mut response = ExportResponse::new();
@@ -495,14 +538,16 @@ pub fn export(
         response.insert("containerimage.config.digest".into(), c.clone());
     }
     if !names.is_empty() {
-        response.insert(
-            "image.name".into(),
-            names
-                .iter()
-                .map(Reference::full)
-                .collect::<Vec<_>>()
-                .join(","),
-        );
+        let mut listed: Vec<String> = names.iter().map(Reference::full).collect();
+        if opts.exporter == ExporterType::Image && opts.name_canonical {
+            // BuildKit adds `name@digest` for each name.
+            listed.extend(
+                names
+                    .iter()
+                    .map(|n| format!("{}@{}", n.name(), graph.root.digest)),
+            );
+        }
+        response.insert("image.name".into(), listed.join(","));
     }
     Ok(response)
 }

@@ -55,13 +55,11 @@ impl Reference {
         } else {
             path
         };
-        if path.is_empty() || path.split('/').any(str::is_empty) {
-            return Err(bad("empty path component"));
-        }
-        if !path.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-' | b'/')
-        }) {
+        if path.bytes().any(|b| b.is_ascii_uppercase()) {
             return Err(bad("repository name must be lowercase"));
+        }
+        if !path.split('/').all(valid_component) {
+            return Err(bad("invalid repository path component"));
         }
         if !tag.is_empty()
             && (tag.len() > 128
@@ -152,6 +150,33 @@ impl Reference {
     }
 }
 
+/// A path component of Docker's grammar: lowercase alphanumerics joined by
+/// single separators (`.`, `_`, `__` or runs of `-`).
+fn valid_component(c: &str) -> bool {
+    let b = c.as_bytes();
+    let alnum = |x: &u8| x.is_ascii_lowercase() || x.is_ascii_digit();
+    if b.is_empty() || !alnum(&b[0]) || !alnum(&b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(&b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !alnum(&b[i]) {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
 /// Go's `url.PathEscape`.
 fn path_escape(s: &str) -> String {
     let mut out = String::new();
@@ -201,6 +226,9 @@ mod tests {
         let r = Reference::parse("localhost:5000/demo").unwrap();
         assert_eq!(r.full(), "localhost:5000/demo:latest");
         assert!(Reference::parse("Upper/Case").is_err());
+        assert!(Reference::parse("example.com/../etc").is_err());
+        assert!(Reference::parse("example.com/a..b").is_err());
+        assert!(Reference::parse("example.com/a__b-c.d/e---f").is_ok());
     }
 
     #[test]

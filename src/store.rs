@@ -263,6 +263,13 @@ impl BlobSource for Store {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.message))?;
         Ok(Box::new(File::open(path)?))
     }
+
+    fn size(&self, digest: &str) -> io::Result<Option<u64>> {
+        let path = self
+            .blob_path(digest)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.message))?;
+        Ok(Some(std::fs::metadata(path)?.len()))
+    }
 }
 
 /// The write lock of one upload ref.

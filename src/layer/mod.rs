@@ -86,6 +86,17 @@ pub fn export_layer(
             format!("unsupported layer media type {}", layer.media_type),
         )
     })?;
+    if let Some(stored) = blobs.size(&layer.digest)? {
+        if stored != layer.size {
+            return Err(ExportError::invalid(
+                format!("{field}.size"),
+                format!(
+                    "layer {} has size {} but the stored blob has {stored} bytes",
+                    layer.digest, layer.size
+                ),
+            ));
+        }
+    }
     let mut annotations = public_annotations(&layer.annotations);
     let passthrough = |annotations: &BTreeMap<String, String>| ExportedLayer {
         descriptor: Descriptor {
