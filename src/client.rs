@@ -7,8 +7,10 @@
 //! - [`output`]: the `--output` CSV and the destination, renamed into place
 //!   only on success.
 //! - [`untar`]: unpacks the streamed layout tar for `tar=false`.
+//! - [`progress`]: shows the per-blob progress events.
 
 pub mod output;
+pub mod progress;
 pub mod untar;
 
 use std::collections::BTreeMap;

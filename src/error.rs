@@ -14,6 +14,10 @@ pub enum ErrorKind {
     NotFound,
     /// A remote (registry) stayed unreachable after retries.
     Unavailable,
+    /// A remote (registry) refused the credentials, or none were found.
+    Unauthenticated,
+    /// A remote (registry) accepted the credentials but denied the access.
+    PermissionDenied,
     /// The caller went away.
     Cancelled,
     /// Local I/O failed, or a bug.

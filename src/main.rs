@@ -4,6 +4,8 @@
 //! - `oxport export` sends a build result stored as `case.json` to a server
 //!   (`--addr`) or to an embedded one started in-process, and writes the
 //!   output where `--output` says.
+//! - `oxport convert` moves attestation manifests between the legacy and the
+//!   artifact form; `oxport inspect` shows and checks what an image holds.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -15,6 +17,7 @@ use tracing::info;
 
 use oxport::casefile;
 use oxport::client::output::{parse_bool, parse_output, write_atomically, Destination};
+use oxport::client::progress::ProgressView;
 use oxport::client::Client;
 use oxport::export::Progress;
 use oxport::model::ExportResponse;
@@ -60,6 +63,23 @@ enum Command {
         #[arg(long)]
         addr: Option<String>,
     },
+    /// Move an image's attestation manifests to the legacy or the artifact form.
+    Convert {
+        /// The target form.
+        #[arg(long, value_parser = ["artifact", "legacy"])]
+        to: String,
+        /// oci-archive:PATH, oci:DIR[:REF] or docker://REF
+        src: String,
+        /// oci-archive:PATH, oci:DIR[:REF] or docker://REF (may equal SRC)
+        dst: String,
+    },
+    /// Show an image's platforms, attestations and referrers, checking every blob.
+    Inspect {
+        /// oci-archive:PATH, oci:DIR[:REF] or docker://REF
+        src: String,
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -67,6 +87,7 @@ fn main() -> ExitCode {
     let default_filter = match cli.command {
         Command::Serve { .. } => "info",
         Command::Export { .. } => "warn,oxport::client=info,oxport::cli=info",
+        Command::Convert { .. } | Command::Inspect { .. } => "warn,oxport::cli=info",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
@@ -95,6 +116,8 @@ fn main() -> ExitCode {
                 metadata_file,
                 addr,
             } => export(result, output, metadata_file, addr).await,
+            Command::Convert { to, src, dst } => convert(&to, &src, &dst),
+            Command::Inspect { src, format } => inspect(&src, &format),
         }
     });
     match result {
@@ -181,6 +204,29 @@ async fn export(
     Ok(())
 }
 
+fn convert(to: &str, src: &str, dst: &str) -> Result<(), String> {
+    let to: oxport::convert::Form = to.parse()?;
+    let summary = oxport::convert::run(&src.parse()?, &dst.parse()?, to).map_err(|e| e.message)?;
+    for c in &summary.changes {
+        info!(target: "oxport::cli", location = %c.location, from = %c.from, to = %c.to, "rewritten");
+    }
+    info!(target: "oxport::cli", changed = summary.changes.len(), %dst, "converted");
+    Ok(())
+}
+
+fn inspect(src: &str, format: &str) -> Result<(), String> {
+    let report = oxport::inspect::run(&src.parse()?).map_err(|e| e.message)?;
+    let out = match format {
+        "json" => report.to_json(),
+        _ => report.to_text(),
+    };
+    println!("{out}");
+    match report.problems.len() {
+        0 => Ok(()),
+        n => Err(format!("{n} problem(s) found in {src}")),
+    }
+}
+
 async fn run_export(
     addr: &str,
     case: &casefile::Case,
@@ -192,22 +238,11 @@ async fn run_export(
         .upload_missing(&case.layer_blobs())
         .await
         .map_err(|e| e.to_string())?;
-    let mut progress = |p: &Progress| match p {
-        Progress::Done { digest, total } => {
-            info!(target: "oxport::cli", %digest, size = total, "exported")
-        }
-        Progress::Skipped { digest, total } => {
-            info!(target: "oxport::cli", %digest, size = total, "skipped")
-        }
-        Progress::Mounted { digest, total } => {
-            info!(target: "oxport::cli", %digest, size = total, "mounted")
-        }
-        Progress::Writing { .. } => {}
-    };
-    let response = client
-        .export(req, dest, &mut progress)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut view = ProgressView::stderr();
+    let mut progress = |p: &Progress| view.event(p);
+    let response = client.export(req, dest, &mut progress).await;
+    view.finish();
+    let response = response.map_err(|e| e.to_string())?;
     info!(
         target: "oxport::cli",
         digest = response.get("containerimage.digest").map(String::as_str).unwrap_or(""),

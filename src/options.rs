@@ -552,7 +552,10 @@ mod tests {
     fn oxport_extensions() {
         let mut o = ExportOptions::parse(
             "image",
-            &attrs(&[("attestations-in-index", "false"), ("referrers-fallback", "never")]),
+            &attrs(&[
+                ("attestations-in-index", "false"),
+                ("referrers-fallback", "never"),
+            ]),
             0,
         )
         .unwrap();
@@ -561,7 +564,10 @@ mod tests {
         assert!(o.check_extensions().is_ok());
         let mut legacy = ExportOptions::parse(
             "oci",
-            &attrs(&[("attestations-in-index", "false"), ("oci-artifact", "false")]),
+            &attrs(&[
+                ("attestations-in-index", "false"),
+                ("oci-artifact", "false"),
+            ]),
             0,
         )
         .unwrap();

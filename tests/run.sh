@@ -6,6 +6,7 @@
 #   skopeo           reads every exported archive independently (tests/conformance.rs)
 #   zstd             lets tests/conformance/compare.py decompress zstd layers
 #   docker-registry  a real registry for the push tests
+#   apache2-utils    htpasswd, for the registry's Basic auth entry
 #   python3-jsonschema, when no python3 can import jsonschema (OCI schema validation)
 # Under CI=true a missing tool fails the tests; elsewhere the tests say loudly what they
 # could not check.
@@ -39,6 +40,7 @@ missing=()
 command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
 command -v zstd >/dev/null 2>&1 || missing+=(zstd)
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 have_jsonschema || missing+=(python3-jsonschema)
 

@@ -287,41 +287,8 @@ pub fn attestation_manifest(
         layers.push(d.clone());
         blobs.push((d, st.bytes));
     }
-    let mut manifest = Manifest {
-        media_type: oci::MT_OCI_MANIFEST.into(),
-        layers,
-        ..Default::default()
-    };
-    if artifact {
-        let mut cfg = Descriptor::of(oci::MT_OCI_EMPTY, oci::EMPTY_JSON);
-        cfg.data = "e30=".into();
-        manifest.artifact_type = oci::ARTIFACT_TYPE_ATTESTATION.into();
-        manifest.config = cfg.clone();
-        manifest.subject = Some(Descriptor::new(
-            &subject.media_type,
-            subject.digest.clone(),
-            subject.size,
-        ));
-        blobs.push((cfg, oci::EMPTY_JSON.to_vec()));
-    } else {
-        let ids: Vec<String> = manifest.layers.iter().map(|l| l.digest.clone()).collect();
-        let config = Object::new()
-            .str("architecture", "unknown")
-            .str("os", "unknown")
-            .raw("config", "{}")
-            .raw(
-                "rootfs",
-                &Object::new()
-                    .str("type", "layers")
-                    .raw("diff_ids", &json::string_array(&ids))
-                    .finish(),
-            )
-            .finish()
-            .into_bytes();
-        let cfg = Descriptor::of(oci::MT_OCI_CONFIG, &config);
-        manifest.config = cfg.clone();
-        blobs.push((cfg, config));
-    }
+    let (manifest, config) = manifest_for_layers(layers, subject, artifact);
+    blobs.push(config);
     let bytes = manifest.to_bytes();
     let mut descriptor = Descriptor::of(oci::MT_OCI_MANIFEST, &bytes);
     descriptor
@@ -338,6 +305,64 @@ pub fn attestation_manifest(
         descriptor,
         blobs,
     }
+}
+
+/// The OCI empty descriptor as the artifact form's config, with its data.
+pub fn empty_config() -> Descriptor {
+    let mut cfg = Descriptor::of(oci::MT_OCI_EMPTY, oci::EMPTY_JSON);
+    cfg.data = "e30=".into();
+    cfg
+}
+
+/// The fake image config of the legacy form: its `diff_ids` are the
+/// statement digests.
+pub fn legacy_config(layers: &[Descriptor]) -> Vec<u8> {
+    let ids: Vec<String> = layers.iter().map(|l| l.digest.clone()).collect();
+    Object::new()
+        .str("architecture", "unknown")
+        .str("os", "unknown")
+        .raw("config", "{}")
+        .raw(
+            "rootfs",
+            &Object::new()
+                .str("type", "layers")
+                .raw("diff_ids", &json::string_array(&ids))
+                .finish(),
+        )
+        .finish()
+        .into_bytes()
+}
+
+/// An attestation manifest over ready statement descriptors, in either form,
+/// and its config blob (the fake config, or `{}`). `oxport convert` rebuilds
+/// manifests through this too, so both paths give the same bytes.
+pub fn manifest_for_layers(
+    layers: Vec<Descriptor>,
+    subject: &Descriptor,
+    artifact: bool,
+) -> (Manifest, (Descriptor, Vec<u8>)) {
+    let mut manifest = Manifest {
+        media_type: oci::MT_OCI_MANIFEST.into(),
+        layers,
+        ..Default::default()
+    };
+    let config = if artifact {
+        let cfg = empty_config();
+        manifest.artifact_type = oci::ARTIFACT_TYPE_ATTESTATION.into();
+        manifest.config = cfg.clone();
+        manifest.subject = Some(Descriptor::new(
+            &subject.media_type,
+            subject.digest.clone(),
+            subject.size,
+        ));
+        (cfg, oci::EMPTY_JSON.to_vec())
+    } else {
+        let config = legacy_config(&manifest.layers);
+        let cfg = Descriptor::of(oci::MT_OCI_CONFIG, &config);
+        manifest.config = cfg.clone();
+        (cfg, config)
+    };
+    (manifest, config)
 }
 
 #[cfg(test)]

@@ -142,12 +142,12 @@ fn bad(msg: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.to_string())
 }
 
-fn cstr(b: &[u8]) -> &[u8] {
+pub(crate) fn cstr(b: &[u8]) -> &[u8] {
     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
     &b[..end]
 }
 
-fn octal(b: &[u8]) -> io::Result<u64> {
+pub(crate) fn octal(b: &[u8]) -> io::Result<u64> {
     let s = std::str::from_utf8(cstr(b)).map_err(|_| bad("bad number in tar header"))?;
     let s = s.trim_matches(' ');
     if s.is_empty() {
@@ -156,7 +156,7 @@ fn octal(b: &[u8]) -> io::Result<u64> {
     u64::from_str_radix(s, 8).map_err(|_| bad("bad number in tar header"))
 }
 
-fn check_sum(h: &[u8]) -> io::Result<()> {
+pub(crate) fn check_sum(h: &[u8]) -> io::Result<()> {
     let want = octal(&h[148..156])?;
     let got: u64 = h
         .iter()
@@ -175,7 +175,7 @@ fn check_sum(h: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-fn entry_name(h: &[u8]) -> io::Result<String> {
+pub(crate) fn entry_name(h: &[u8]) -> io::Result<String> {
     let name = cstr(&h[0..100]);
     let prefix = if &h[257..262] == b"ustar" {
         cstr(&h[345..500])
@@ -191,7 +191,7 @@ fn entry_name(h: &[u8]) -> io::Result<String> {
 }
 
 /// A relative path with no `..`, no root, and something left after cleaning.
-fn clean_path(name: &str) -> io::Result<PathBuf> {
+pub(crate) fn clean_path(name: &str) -> io::Result<PathBuf> {
     let mut out = PathBuf::new();
     for c in Path::new(name).components() {
         match c {

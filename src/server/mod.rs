@@ -2,6 +2,7 @@
 //!
 //! - [`listen`]: where to listen (unix socket or TCP) and binding safely.
 //! - [`service`]: the `Exporter` handlers (protobuf <-> model, store, core).
+//! - [`convert`]: the `Convert` handler (tar in, converted tar out).
 //! - [`output`]: export output as bounded 1 MiB chunks with backpressure.
 //! - [`request_id`]: the tower layer for request ids and per-request spans.
 //! - [`status`]: export errors as gRPC statuses with field violations.
@@ -9,6 +10,7 @@
 //! Besides the exporter the server answers `grpc.health.v1` and server
 //! reflection. Cross-cutting limits are tower layers around all of them.
 
+pub mod convert;
 pub mod listen;
 pub mod output;
 pub mod request_id;

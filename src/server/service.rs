@@ -208,6 +208,19 @@ impl Exporter for ExporterService {
         Ok(Response::new(response(false, true, size)))
     }
 
+    type ConvertStream = super::convert::ConvertStream;
+
+    async fn convert(
+        &self,
+        request: Request<Streaming<proto::ConvertRequest>>,
+    ) -> Result<Response<Self::ConvertStream>, Status> {
+        let request_id = RequestId::of(&request);
+        let stream =
+            super::convert::convert(Arc::clone(&self.store), request.into_inner(), request_id)
+                .await?;
+        Ok(Response::new(stream))
+    }
+
     type ExportStream = ExportStream;
 
     async fn export(

@@ -16,6 +16,8 @@ pub fn code_of(kind: ErrorKind) -> Code {
         ErrorKind::ResourceExhausted => Code::ResourceExhausted,
         ErrorKind::NotFound => Code::NotFound,
         ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::Unauthenticated => Code::Unauthenticated,
+        ErrorKind::PermissionDenied => Code::PermissionDenied,
         ErrorKind::Cancelled => Code::Cancelled,
         ErrorKind::Internal => Code::Internal,
     }

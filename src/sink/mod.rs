@@ -2,8 +2,10 @@
 //!
 //! - `oci_tar`: an OCI layout streamed as a tar (also the docker archive,
 //!   and the layout directory, which the client unpacks from the stream).
+//! - `registry`: a push to the repositories the image names point at.
 
 pub mod layout;
+pub mod registry;
 pub mod tar;
 
 use std::io::Write;

@@ -1,0 +1,188 @@
+//! An OCI layout tar read in place: one pass over the headers records where
+//! each file's bytes are, and blobs are then streamed from those offsets.
+//! Nothing but headers is read up front, so memory stays flat.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use super::ImageSource;
+use crate::client::untar::{check_sum, clean_path, cstr, entry_name, octal};
+use crate::error::{ErrorKind, ExportError, Result};
+
+const BLOCK: u64 = 512;
+/// PAX and GNU long-name records larger than this are refused.
+const MAX_META_RECORD: u64 = 1 << 20;
+
+pub struct ArchiveSource {
+    path: PathBuf,
+    /// File name inside the archive -> (offset of its bytes, size).
+    entries: BTreeMap<String, (u64, u64)>,
+}
+
+fn bad(path: &Path, msg: impl std::fmt::Display) -> ExportError {
+    ExportError::new(
+        ErrorKind::InvalidArgument,
+        format!("{}: {msg}", path.display()),
+    )
+}
+
+fn round_up(n: u64) -> u64 {
+    n.div_ceil(BLOCK) * BLOCK
+}
+
+/// `path=` and `size=` of a PAX extended header.
+fn pax_records(data: &[u8]) -> (Option<String>, Option<u64>) {
+    let (mut path, mut size) = (None, None);
+    let mut rest = data;
+    while let Some(sp) = rest.iter().position(|&b| b == b' ') {
+        let Some(len) = std::str::from_utf8(&rest[..sp])
+            .ok()
+            .and_then(|s| s.parse::<usize>().ok())
+        else {
+            break;
+        };
+        if len <= sp || len > rest.len() {
+            break;
+        }
+        let record = &rest[sp + 1..len - 1];
+        if let Some(v) = record.strip_prefix(b"path=") {
+            path = String::from_utf8(v.to_vec()).ok();
+        } else if let Some(v) = record.strip_prefix(b"size=") {
+            size = std::str::from_utf8(v).ok().and_then(|s| s.parse().ok());
+        }
+        rest = &rest[len..];
+    }
+    (path, size)
+}
+
+impl ArchiveSource {
+    pub fn open(path: &Path) -> Result<ArchiveSource> {
+        let mut f = File::open(path).map_err(|e| bad(path, e))?;
+        let len = f.metadata()?.len();
+        let mut entries = BTreeMap::new();
+        let mut pos = 0u64;
+        let (mut long_name, mut pax_size): (Option<String>, Option<u64>) = (None, None);
+        let mut h = [0u8; BLOCK as usize];
+        loop {
+            if pos + BLOCK > len {
+                return Err(bad(path, "the tar ends without its end-of-archive blocks"));
+            }
+            f.seek(SeekFrom::Start(pos))?;
+            f.read_exact(&mut h)?;
+            pos += BLOCK;
+            if h.iter().all(|&b| b == 0) {
+                break;
+            }
+            check_sum(&h).map_err(|e| bad(path, e))?;
+            let header_size = octal(&h[124..136]).map_err(|e| bad(path, e))?;
+            let size = pax_size.take().unwrap_or(header_size);
+            let name = match long_name.take() {
+                Some(n) => n,
+                None => entry_name(&h).map_err(|e| bad(path, e))?,
+            };
+            match h[156] {
+                b'x' | b'L' => {
+                    if header_size > MAX_META_RECORD {
+                        return Err(bad(path, "a tar metadata record is too large"));
+                    }
+                    let mut data = vec![0u8; header_size as usize];
+                    f.read_exact(&mut data)?;
+                    if h[156] == b'x' {
+                        let (p, s) = pax_records(&data);
+                        long_name = p;
+                        pax_size = s;
+                    } else {
+                        long_name = Some(String::from_utf8_lossy(cstr(&data)).into_owned());
+                    }
+                }
+                b'0' | 0 => {
+                    let rel = clean_path(&name).map_err(|e| bad(path, e))?;
+                    let key = rel.to_string_lossy().into_owned();
+                    if pos + size > len {
+                        return Err(bad(path, format!("{key}: the tar is truncated")));
+                    }
+                    entries.insert(key, (pos, size));
+                }
+                // Directories, global PAX headers and the like carry no files.
+                _ => {}
+            }
+            let data_len = if matches!(h[156], b'x' | b'L' | b'g') {
+                header_size
+            } else {
+                size
+            };
+            pos += round_up(data_len);
+        }
+        Ok(ArchiveSource {
+            path: path.to_path_buf(),
+            entries,
+        })
+    }
+
+    fn open_entry(&self, name: &str) -> Result<Option<io::Take<File>>> {
+        let Some(&(offset, size)) = self.entries.get(name) else {
+            return Ok(None);
+        };
+        let mut f = File::open(&self.path)?;
+        f.seek(SeekFrom::Start(offset))?;
+        Ok(Some(f.take(size)))
+    }
+
+    fn read_entry(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let Some(mut r) = self.open_entry(name)? else {
+            return Ok(None);
+        };
+        if r.limit() > super::MAX_JSON_BLOB {
+            return Err(bad(&self.path, format!("{name} is too large")));
+        }
+        let mut buf = Vec::new();
+        r.read_to_end(&mut buf)?;
+        Ok(Some(buf))
+    }
+}
+
+pub(crate) fn blob_name(digest: &str) -> String {
+    let (alg, hex) = digest.split_once(':').unwrap_or(("sha256", digest));
+    format!("blobs/{alg}/{hex}")
+}
+
+impl ImageSource for ArchiveSource {
+    fn index_json(&self) -> Result<Vec<u8>> {
+        self.read_entry("index.json")?
+            .ok_or_else(|| bad(&self.path, "no index.json: not an OCI layout archive"))
+    }
+
+    fn blob_size(&self, digest: &str) -> Option<u64> {
+        self.entries.get(&blob_name(digest)).map(|&(_, s)| s)
+    }
+
+    fn open_blob(&self, digest: &str) -> Result<Box<dyn Read + Send + '_>> {
+        match self.open_entry(&blob_name(digest))? {
+            Some(r) => Ok(Box::new(r)),
+            None => Err(ExportError::new(
+                ErrorKind::NotFound,
+                format!("{digest}: blob is missing"),
+            )),
+        }
+    }
+
+    fn extra_file(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.read_entry(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_path_and_size() {
+        let data = b"19 path=blobs/x/yy\n13 size=1234\n";
+        assert_eq!(
+            pax_records(data),
+            (Some("blobs/x/yy".to_string()), Some(1234))
+        );
+    }
+}

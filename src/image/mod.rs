@@ -1,0 +1,277 @@
+//! Existing images as `oxport convert` and `oxport inspect` read them: an
+//! image store gives `index.json` and blobs by digest, streamed.
+//!
+//! - [`parse`]: OCI JSON back into the [`crate::oci`] types.
+//! - [`archive`]: an OCI layout tar (`oci-archive:PATH`), read in place.
+//! - [`layout`]: an OCI layout directory (`oci:DIR[:REF]`).
+//! - [`write`]: a set of blobs and `index.json` out as a layout tar.
+//!
+//! A registry (`docker://REF`) is another store behind the same trait.
+
+pub mod archive;
+pub mod layout;
+pub mod parse;
+pub mod write;
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{ErrorKind, ExportError, Result};
+use crate::oci::{self, Descriptor};
+
+/// The largest JSON blob (manifest, index, config, statement) read whole.
+pub const MAX_JSON_BLOB: u64 = 64 << 20;
+
+/// Read access to one image store.
+pub trait ImageSource: Send + Sync {
+    /// `index.json` as stored.
+    fn index_json(&self) -> Result<Vec<u8>>;
+    /// The stored size of a blob, or `None` when it is missing.
+    fn blob_size(&self, digest: &str) -> Option<u64>;
+    /// Streams a blob as stored (not verified; see [`Verified`]).
+    fn open_blob(&self, digest: &str) -> Result<Box<dyn Read + Send + '_>>;
+    /// Another top-level file of the layout (`manifest.json`), if present.
+    fn extra_file(&self, name: &str) -> Result<Option<Vec<u8>>>;
+    /// The `org.opencontainers.image.ref.name` that selects entries, if any.
+    fn reference(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// Where an image lives, as the CLI names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageRef {
+    /// `oci-archive:PATH`
+    Archive(PathBuf),
+    /// `oci:DIR[:REF]`
+    Layout {
+        dir: PathBuf,
+        reference: Option<String>,
+    },
+    /// `docker://REF`
+    Registry(String),
+}
+
+impl std::str::FromStr for ImageRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("oci-archive:") {
+            if path.is_empty() {
+                return Err(format!("{s}: the archive path is empty"));
+            }
+            return Ok(ImageRef::Archive(path.into()));
+        }
+        if let Some(rest) = s.strip_prefix("oci:") {
+            let (dir, reference) = match rest.split_once(':') {
+                Some((d, r)) if !r.is_empty() => (d, Some(r.to_string())),
+                Some((d, _)) => (d, None),
+                None => (rest, None),
+            };
+            if dir.is_empty() {
+                return Err(format!("{s}: the layout directory is empty"));
+            }
+            return Ok(ImageRef::Layout {
+                dir: dir.into(),
+                reference,
+            });
+        }
+        if let Some(r) = s.strip_prefix("docker://") {
+            if r.is_empty() {
+                return Err(format!("{s}: the image reference is empty"));
+            }
+            return Ok(ImageRef::Registry(r.to_string()));
+        }
+        Err(format!(
+            "unknown image location {s:?}: use oci-archive:PATH, oci:DIR[:REF] or docker://REF"
+        ))
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageRef::Archive(p) => write!(f, "oci-archive:{}", p.display()),
+            ImageRef::Layout { dir, reference } => {
+                write!(f, "oci:{}", dir.display())?;
+                match reference {
+                    Some(r) => write!(f, ":{r}"),
+                    None => Ok(()),
+                }
+            }
+            ImageRef::Registry(r) => write!(f, "docker://{r}"),
+        }
+    }
+}
+
+/// The error for registry locations until a registry store exists.
+pub fn registry_unsupported(r: &str) -> ExportError {
+    ExportError::new(
+        ErrorKind::InvalidArgument,
+        format!("docker://{r}: registry images are not supported yet by convert and inspect; use oci-archive: or oci:"),
+    )
+}
+
+/// Opens a local store for reading.
+pub fn open(r: &ImageRef) -> Result<Box<dyn ImageSource>> {
+    match r {
+        ImageRef::Archive(p) => Ok(Box::new(archive::ArchiveSource::open(p)?)),
+        ImageRef::Layout { dir, reference } => Ok(Box::new(layout::LayoutSource::open(
+            dir,
+            reference.clone(),
+        )?)),
+        ImageRef::Registry(r) => Err(registry_unsupported(r)),
+    }
+}
+
+/// What is wrong with one stored blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobProblem {
+    Missing,
+    Size { stored: u64 },
+    Digest { actual: String },
+}
+
+impl fmt::Display for BlobProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BlobProblem::Missing => write!(f, "blob is missing"),
+            BlobProblem::Size { stored } => write!(f, "blob has {stored} bytes"),
+            BlobProblem::Digest { actual } => write!(f, "blob content has digest {actual}"),
+        }
+    }
+}
+
+/// A reader that hashes what passes through it.
+pub struct Verified<R> {
+    inner: R,
+    hasher: Sha256,
+    read: u64,
+}
+
+impl<R: Read> Verified<R> {
+    pub fn new(inner: R) -> Self {
+        Verified {
+            inner,
+            hasher: Sha256::new(),
+            read: 0,
+        }
+    }
+
+    /// `sha256:<hex>` of the bytes read so far, and their count.
+    pub fn finish(self) -> (String, u64) {
+        (
+            format!("sha256:{}", hex::encode(self.hasher.finalize())),
+            self.read,
+        )
+    }
+}
+
+impl<R: Read> Read for Verified<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+/// Checks one blob against its descriptor, streaming it through the hash.
+pub fn check_blob(src: &dyn ImageSource, d: &Descriptor) -> Result<Option<BlobProblem>> {
+    let Some(stored) = src.blob_size(&d.digest) else {
+        return Ok(Some(BlobProblem::Missing));
+    };
+    if stored != d.size {
+        return Ok(Some(BlobProblem::Size { stored }));
+    }
+    if !oci::is_sha256_digest(&d.digest) {
+        // Only sha256 is computed; other algorithms are trusted by size.
+        return Ok(None);
+    }
+    let mut r = Verified::new(src.open_blob(&d.digest)?);
+    io::copy(&mut r, &mut io::sink())?;
+    let (actual, _) = r.finish();
+    Ok((actual != d.digest).then_some(BlobProblem::Digest { actual }))
+}
+
+/// Reads a small blob whole and verifies it against its descriptor.
+pub fn read_blob(src: &dyn ImageSource, d: &Descriptor) -> Result<Vec<u8>> {
+    let problem =
+        |p: BlobProblem| ExportError::new(ErrorKind::InvalidArgument, format!("{}: {p}", d.digest));
+    let stored = src
+        .blob_size(&d.digest)
+        .ok_or_else(|| problem(BlobProblem::Missing))?;
+    if stored != d.size {
+        return Err(problem(BlobProblem::Size { stored }));
+    }
+    if stored > MAX_JSON_BLOB {
+        return Err(ExportError::new(
+            ErrorKind::ResourceExhausted,
+            format!(
+                "{}: {stored} bytes is too large for a JSON blob (limit {MAX_JSON_BLOB})",
+                d.digest
+            ),
+        ));
+    }
+    let mut buf = Vec::with_capacity(stored as usize);
+    src.open_blob(&d.digest)?.read_to_end(&mut buf)?;
+    let actual = oci::digest_of(&buf);
+    if oci::is_sha256_digest(&d.digest) && actual != d.digest {
+        return Err(problem(BlobProblem::Digest { actual }));
+    }
+    Ok(buf)
+}
+
+/// Copies a blob to `out`, failing when its bytes do not match `d`.
+pub fn copy_blob(src: &dyn ImageSource, d: &Descriptor, out: &mut dyn Write) -> Result<()> {
+    let mut r = Verified::new(src.open_blob(&d.digest)?);
+    io::copy(&mut r, out)?;
+    let (actual, n) = r.finish();
+    if n != d.size {
+        return Err(ExportError::new(
+            ErrorKind::InvalidArgument,
+            format!("{}: {}", d.digest, BlobProblem::Size { stored: n }),
+        ));
+    }
+    if oci::is_sha256_digest(&d.digest) && actual != d.digest {
+        return Err(ExportError::new(
+            ErrorKind::InvalidArgument,
+            format!("{}: {}", d.digest, BlobProblem::Digest { actual }),
+        ));
+    }
+    Ok(())
+}
+
+/// True for manifest-list and index media types.
+pub fn is_index(media_type: &str) -> bool {
+    media_type == oci::MT_OCI_INDEX || media_type == oci::MT_DOCKER_LIST
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_refs_parse() {
+        assert_eq!(
+            "oci-archive:a/b.tar".parse::<ImageRef>().unwrap(),
+            ImageRef::Archive("a/b.tar".into())
+        );
+        assert_eq!(
+            "oci:dir:v1".parse::<ImageRef>().unwrap(),
+            ImageRef::Layout {
+                dir: "dir".into(),
+                reference: Some("v1".into())
+            }
+        );
+        assert_eq!(
+            "oci:dir".parse::<ImageRef>().unwrap().to_string(),
+            "oci:dir"
+        );
+        assert!("docker://".parse::<ImageRef>().is_err());
+        assert!("dir".parse::<ImageRef>().is_err());
+    }
+}

@@ -1,0 +1,553 @@
+//! Blobs: existence (HEAD), upload (one PUT for small blobs, PATCH chunks
+//! for large ones, resumed from the registry's `Range`), cross-repository
+//! mounts, and streaming fetch with digest verification. A blob is never
+//! held in memory: readers feed the request body through a small channel.
+
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
+use http::{HeaderName, HeaderValue, Method, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use sha2::{Digest as _, Sha256};
+use tracing::debug;
+
+use super::auth::{pct, pull_scope, push_scope};
+use super::error::{RegistryError, Result};
+use super::transport;
+use super::{Call, RegistryClient, Sent};
+use crate::oci::Descriptor;
+
+/// Bytes per body frame of an upload.
+const PIECE: usize = 256 << 10;
+
+/// Opens a blob for reading from the start. It may be called again for a
+/// retry; it runs on a blocking thread.
+pub trait BlobOpen: Send + Sync {
+    fn open(&self) -> io::Result<Box<dyn Read + Send>>;
+}
+
+/// A blob held in memory (manifests, configs, statements).
+pub struct BytesBlob(pub Bytes);
+
+impl BlobOpen for BytesBlob {
+    fn open(&self) -> io::Result<Box<dyn Read + Send>> {
+        Ok(Box::new(io::Cursor::new(self.0.clone())))
+    }
+}
+
+/// A blob in a file.
+pub struct FileBlob(pub PathBuf);
+
+impl BlobOpen for FileBlob {
+    fn open(&self) -> io::Result<Box<dyn Read + Send>> {
+        Ok(Box::new(std::fs::File::open(&self.0)?))
+    }
+}
+
+/// Told the position reached in the blob as an upload proceeds.
+pub type OnBytes = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// How a blob got into the repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobPush {
+    /// The repository had it already.
+    Existed,
+    /// Mounted from another repository of the same registry.
+    Mounted,
+    /// Uploaded; `bytes` counts every byte sent, retries included.
+    Uploaded { bytes: u64 },
+}
+
+/// A reader positioned somewhere in a blob.
+struct Cursor {
+    reader: Box<dyn Read + Send>,
+}
+
+fn octet_stream() -> (HeaderName, HeaderValue) {
+    (
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    )
+}
+
+/// Appends a query parameter to an upload location (which may have a query).
+fn with_param(url: &str, kv: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{kv}")
+}
+
+/// The end of `Range: 0-<end>`, when it says bytes were received. `0-0` is
+/// ambiguous (none or one), so it counts as none.
+fn range_offset(v: Option<&HeaderValue>) -> Option<u64> {
+    let s = v?.to_str().ok()?;
+    let end: u64 = s
+        .trim()
+        .trim_start_matches("bytes=")
+        .split_once('-')?
+        .1
+        .parse()
+        .ok()?;
+    (end > 0).then_some(end + 1)
+}
+
+fn location(client: &RegistryClient, resp: &http::Response<Incoming>) -> Option<String> {
+    resp.headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|l| client.resolve_location(l))
+}
+
+impl RegistryClient {
+    /// True when `repo` has the blob.
+    pub async fn blob_exists(&self, repo: &str, digest: &str) -> Result<bool> {
+        let scope = pull_scope(repo);
+        let resp = self
+            .request(Call {
+                method: Method::HEAD,
+                url: self.url(&format!("/v2/{repo}/blobs/{digest}")),
+                scope: &scope,
+                headers: Vec::new(),
+                body: Bytes::new(),
+            })
+            .await?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(Self::unexpected(format!("HEAD blob {digest} in {repo}"), resp).await),
+        }
+    }
+
+    /// Pushes one blob: nothing when present, a mount from `mount_from` when
+    /// possible, else an upload read through `src`.
+    pub async fn push_blob(
+        &self,
+        repo: &str,
+        desc: &Descriptor,
+        src: Arc<dyn BlobOpen>,
+        mount_from: Option<&str>,
+        on_bytes: OnBytes,
+    ) -> Result<BlobPush> {
+        if self.blob_exists(repo, &desc.digest).await? {
+            return Ok(BlobPush::Existed);
+        }
+        let mount_from = mount_from.filter(|m| *m != repo);
+        let scope = push_scope(repo, mount_from);
+        let mut attempt = 0;
+        let mut sent = 0u64;
+        loop {
+            let location = match self.start_upload(repo, desc, mount_from, &scope).await? {
+                Start::Mounted => return Ok(BlobPush::Mounted),
+                Start::Location(l) => l,
+            };
+            match self
+                .upload(
+                    location,
+                    desc,
+                    &src,
+                    &scope,
+                    &on_bytes,
+                    &mut attempt,
+                    &mut sent,
+                )
+                .await?
+            {
+                true => return Ok(BlobPush::Uploaded { bytes: sent }),
+                false => continue,
+            }
+        }
+    }
+
+    async fn start_upload(
+        &self,
+        repo: &str,
+        desc: &Descriptor,
+        mount_from: Option<&str>,
+        scope: &str,
+    ) -> Result<Start> {
+        let mut url = self.url(&format!("/v2/{repo}/blobs/uploads/"));
+        if let Some(from) = mount_from {
+            url = format!("{url}?mount={}&from={}", pct(&desc.digest), pct(from));
+        }
+        let resp = self
+            .request(Call {
+                method: Method::POST,
+                url,
+                scope,
+                headers: vec![(CONTENT_LENGTH, HeaderValue::from_static("0"))],
+                body: Bytes::new(),
+            })
+            .await?;
+        match resp.status() {
+            StatusCode::CREATED if mount_from.is_some() => {
+                transport::drain(resp).await;
+                Ok(Start::Mounted)
+            }
+            StatusCode::ACCEPTED => {
+                let loc = location(self, &resp).ok_or_else(|| {
+                    RegistryError::Invalid(format!(
+                        "{}: upload started without a Location",
+                        self.host()
+                    ))
+                })?;
+                transport::drain(resp).await;
+                Ok(Start::Location(loc))
+            }
+            _ => Err(
+                Self::unexpected(format!("start upload of {} to {repo}", desc.digest), resp).await,
+            ),
+        }
+    }
+
+    /// Runs one upload session. Ok(true) when committed; Ok(false) when the
+    /// session was lost and a new one must start.
+    #[allow(clippy::too_many_arguments)]
+    async fn upload(
+        &self,
+        mut location: String,
+        desc: &Descriptor,
+        src: &Arc<dyn BlobOpen>,
+        scope: &str,
+        on_bytes: &OnBytes,
+        attempt: &mut u32,
+        sent: &mut u64,
+    ) -> Result<bool> {
+        let size = desc.size;
+        let chunked = size > self.options().monolithic_max;
+        let chunk = self.options().chunk_size.max(1);
+        let mut offset = 0u64;
+        let mut cursor: Option<Cursor> = None;
+        let mut reauthed = false;
+        loop {
+            let (method, url, len) = if !chunked {
+                (
+                    Method::PUT,
+                    with_param(&location, &format!("digest={}", pct(&desc.digest))),
+                    size,
+                )
+            } else if offset < size {
+                (Method::PATCH, location.clone(), chunk.min(size - offset))
+            } else {
+                (
+                    Method::PUT,
+                    with_param(&location, &format!("digest={}", pct(&desc.digest))),
+                    0,
+                )
+            };
+            let cur = match cursor.take() {
+                Some(c) => c,
+                None => open_at(Arc::clone(src), offset).await?,
+            };
+            let (tx, body) = transport::channel(4);
+            let feeder = feed(cur, len, tx, offset, Arc::clone(on_bytes));
+            let mut headers = vec![octet_stream(), (CONTENT_LENGTH, HeaderValue::from(len))];
+            if method == Method::PATCH {
+                let range = format!("{offset}-{}", offset + len - 1);
+                headers.push((CONTENT_RANGE, HeaderValue::from_str(&range).expect("ascii")));
+            }
+            let outcome = self
+                .send_once(method.clone(), &url, Some(scope), &headers, body)
+                .await?;
+            // The feeder is awaited only after a success: the registry has then
+            // read the whole body. After a failure it ends once the body is dropped.
+            let join = |feeder: tokio::task::JoinHandle<io::Result<(Cursor, u64)>>| async {
+                feeder
+                    .await
+                    .map_err(|e| RegistryError::Invalid(format!("upload reader: {e}")))?
+                    .map_err(|e| RegistryError::io(format!("read blob {}", desc.digest), e))
+            };
+            match outcome {
+                Sent::Response(resp) => match (resp.status(), &method) {
+                    (StatusCode::CREATED, &Method::PUT) => {
+                        transport::drain(resp).await;
+                        *sent += join(feeder).await?.1;
+                        return Ok(true);
+                    }
+                    (StatusCode::ACCEPTED, &Method::PATCH) => {
+                        let (c, n) = join(feeder).await?;
+                        *sent += n;
+                        location = location_or(self, &resp, location);
+                        let server = range_offset(resp.headers().get(RANGE));
+                        transport::drain(resp).await;
+                        offset += n;
+                        match server {
+                            // The registry holds a different amount: follow it.
+                            Some(o) if o != offset => offset = o,
+                            _ => cursor = Some(c),
+                        }
+                        continue;
+                    }
+                    (StatusCode::NOT_FOUND, _) => {
+                        transport::drain(resp).await;
+                        debug!(digest = %desc.digest, "upload session gone; starting again");
+                        return Ok(false);
+                    }
+                    _ => {
+                        return Err(Self::unexpected(
+                            format!("upload {} ({method})", desc.digest),
+                            resp,
+                        )
+                        .await)
+                    }
+                },
+                Sent::Retry { detail, after } => self.backoff(attempt, detail, after).await?,
+                Sent::Unauthorized { challenge, detail } => {
+                    self.reauthorize(&mut reauthed, challenge.as_deref(), &detail, scope)
+                        .await?;
+                    *attempt += 1;
+                }
+            }
+            // A broken monolithic PUT leaves the session in an unknown state.
+            if !chunked {
+                return Ok(false);
+            }
+            match self.upload_offset(&location, scope).await? {
+                Some(o) if o <= size => offset = o,
+                _ => return Ok(false),
+            }
+            debug!(digest = %desc.digest, offset, "resuming chunked upload");
+        }
+    }
+
+    /// How much of an upload session the registry holds (None: start again).
+    async fn upload_offset(&self, location: &str, scope: &str) -> Result<Option<u64>> {
+        let resp = self
+            .request(Call {
+                method: Method::GET,
+                url: location.to_string(),
+                scope,
+                headers: Vec::new(),
+                body: Bytes::new(),
+            })
+            .await?;
+        let ok = resp.status() == StatusCode::NO_CONTENT || resp.status().is_success();
+        let offset = range_offset(resp.headers().get(RANGE));
+        transport::drain(resp).await;
+        Ok(if ok { offset } else { None })
+    }
+
+    /// Fetches a blob as a stream; the digest is verified at its end.
+    pub async fn fetch_blob(&self, repo: &str, digest: &str) -> Result<BlobStream> {
+        let scope = pull_scope(repo);
+        let mut url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
+        for _ in 0..5 {
+            let resp = self
+                .request(Call {
+                    method: Method::GET,
+                    url: url.clone(),
+                    scope: &scope,
+                    headers: Vec::new(),
+                    body: Bytes::new(),
+                })
+                .await?;
+            let status = resp.status();
+            if status.is_redirection() {
+                // Storage redirects (often to another host) are followed
+                // without the registry's credentials.
+                let Some(loc) = location(self, &resp) else {
+                    return Err(Self::unexpected(format!("GET blob {digest}"), resp).await);
+                };
+                transport::drain(resp).await;
+                if !loc.starts_with(&self.url("/")) {
+                    return self.fetch_foreign(&loc, digest).await;
+                }
+                url = loc;
+                continue;
+            }
+            if status == StatusCode::NOT_FOUND {
+                transport::drain(resp).await;
+                return Err(RegistryError::NotFound {
+                    what: format!("blob {digest} in {}/{repo}", self.host()),
+                });
+            }
+            if !status.is_success() {
+                return Err(Self::unexpected(format!("GET blob {digest}"), resp).await);
+            }
+            return Ok(BlobStream::new(resp, digest));
+        }
+        Err(RegistryError::Invalid(format!(
+            "GET blob {digest}: too many redirects"
+        )))
+    }
+
+    async fn fetch_foreign(&self, url: &str, digest: &str) -> Result<BlobStream> {
+        let mut attempt = 0;
+        loop {
+            match self
+                .send_once(Method::GET, url, None, &[], transport::empty())
+                .await?
+            {
+                Sent::Response(r) if r.status().is_success() => {
+                    return Ok(BlobStream::new(r, digest))
+                }
+                Sent::Response(r) => {
+                    return Err(
+                        Self::unexpected(format!("GET blob {digest} (redirected)"), r).await,
+                    )
+                }
+                Sent::Retry { detail, after } => self.backoff(&mut attempt, detail, after).await?,
+                Sent::Unauthorized { detail, .. } => {
+                    return Err(RegistryError::Unauthenticated {
+                        registry: self.host().to_string(),
+                        detail,
+                    })
+                }
+            }
+        }
+    }
+}
+
+enum Start {
+    Mounted,
+    Location(String),
+}
+
+fn location_or(client: &RegistryClient, resp: &http::Response<Incoming>, old: String) -> String {
+    location(client, resp).unwrap_or(old)
+}
+
+/// Opens the blob and skips to `offset`, on a blocking thread.
+async fn open_at(src: Arc<dyn BlobOpen>, offset: u64) -> Result<Cursor> {
+    tokio::task::spawn_blocking(move || -> io::Result<Cursor> {
+        let mut reader = src.open()?;
+        let skipped = io::copy(&mut (&mut reader).take(offset), &mut io::sink())?;
+        if skipped < offset {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the blob ends before offset {offset}"),
+            ));
+        }
+        Ok(Cursor { reader })
+    })
+    .await
+    .map_err(|e| RegistryError::Invalid(format!("blob reader: {e}")))?
+    .map_err(|e| RegistryError::io("open blob", e))
+}
+
+/// Sends `len` bytes from the cursor into a request body, on a blocking
+/// thread; returns the cursor and the bytes sent. Stops early (with an
+/// error) when the request was dropped.
+fn feed(
+    mut cur: Cursor,
+    len: u64,
+    tx: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
+    base: u64,
+    on_bytes: OnBytes,
+) -> tokio::task::JoinHandle<io::Result<(Cursor, u64)>> {
+    tokio::task::spawn_blocking(move || {
+        let mut done = 0u64;
+        while done < len {
+            let want = (len - done).min(PIECE as u64) as usize;
+            let mut buf = vec![0u8; want];
+            let mut n = 0;
+            while n < want {
+                let k = cur.reader.read(&mut buf[n..])?;
+                if k == 0 {
+                    let e = io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the blob is shorter than its size",
+                    );
+                    let _ = tx.blocking_send(Err(io::Error::new(e.kind(), e.to_string())));
+                    return Err(e);
+                }
+                n += k;
+            }
+            buf.truncate(n);
+            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                return Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "the request ended",
+                ));
+            }
+            done += n as u64;
+            on_bytes(base + done);
+        }
+        Ok((cur, done))
+    })
+}
+
+/// A blob being fetched. Chunks arrive as the registry sends them; the
+/// digest is checked when the stream ends.
+pub struct BlobStream {
+    body: Incoming,
+    digest: String,
+    hasher: Option<Sha256>,
+    size: Option<u64>,
+    read: u64,
+}
+
+impl BlobStream {
+    fn new(resp: http::Response<Incoming>, digest: &str) -> BlobStream {
+        let size = resp
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        BlobStream {
+            body: resp.into_body(),
+            digest: digest.to_string(),
+            hasher: digest.starts_with("sha256:").then(Sha256::new),
+            size,
+            read: 0,
+        }
+    }
+
+    /// The size the registry announced.
+    pub fn size(&self) -> Option<u64> {
+        self.size
+    }
+
+    /// The next chunk, or None at the end (after the digest was verified).
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        loop {
+            let Some(frame) = self.body.frame().await else {
+                if let Some(h) = self.hasher.take() {
+                    let got = format!("sha256:{}", hex::encode(h.finalize()));
+                    if got != self.digest {
+                        return Err(RegistryError::Invalid(format!(
+                            "blob {}: content has digest {got}",
+                            self.digest
+                        )));
+                    }
+                }
+                return Ok(None);
+            };
+            let frame = frame.map_err(|e| {
+                RegistryError::io(
+                    format!("read blob {}", self.digest),
+                    io::Error::other(e.to_string()),
+                )
+            })?;
+            if let Ok(data) = frame.into_data() {
+                if let Some(h) = self.hasher.as_mut() {
+                    h.update(&data);
+                }
+                self.read += data.len() as u64;
+                return Ok(Some(data));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_and_params() {
+        assert_eq!(
+            range_offset(Some(&HeaderValue::from_static("0-1023"))),
+            Some(1024)
+        );
+        assert_eq!(range_offset(Some(&HeaderValue::from_static("0-0"))), None);
+        assert_eq!(range_offset(None), None);
+        assert_eq!(
+            with_param("http://r/u?_state=x", "digest=d"),
+            "http://r/u?_state=x&digest=d"
+        );
+        assert_eq!(with_param("http://r/u", "digest=d"), "http://r/u?digest=d");
+    }
+}

@@ -1,0 +1,284 @@
+//! Referrers: the `GET /v2/<name>/referrers/<digest>` API and, for
+//! registries without it, the fallback tag `<alg>-<hex>` whose index lists
+//! the manifests that name the digest as their subject.
+//!
+//! The fallback index is read, extended and written back. Where the registry
+//! gives an ETag the write is conditional (`If-Match`). Registries that
+//! ignore `If-Match` can lose a concurrent writer's entry, so after writing,
+//! the index is read again after a settle delay, and the cycle repeats (a
+//! bounded number of times) until every entry of ours is listed. The delay
+//! is much longer than one read-modify-write, so a concurrent writer that
+//! read before our write has written by the time we check.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE};
+use http::{HeaderValue, Method, StatusCode};
+use serde_json::Value;
+use tracing::debug;
+
+use super::auth::{pull_scope, push_scope};
+use super::error::{RegistryError, Result};
+use super::manifests::{media_type_of, MAX_MANIFEST};
+use super::transport;
+use super::{Call, RegistryClient};
+use crate::json::{self, Object};
+use crate::oci::{self, Descriptor};
+
+/// Read-modify-write rounds before giving up on the fallback tag.
+const FALLBACK_ROUNDS: u32 = 8;
+/// The wait before verifying a write (plus up to as much again of jitter).
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// The fallback tag of a digest: `<alg>-<hex>`, the algorithm cut to 32
+/// characters and the hex to 64, anything outside `[a-zA-Z0-9_.-]` as `-`.
+pub fn fallback_tag(digest: &str) -> String {
+    let (alg, hex) = digest.split_once(':').unwrap_or(("", digest));
+    let clean = |s: &str, max: usize| -> String {
+        s.chars()
+            .take(max)
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect()
+    };
+    format!("{}-{}", clean(alg, 32), clean(hex, 64))
+}
+
+/// The descriptor a referrers index lists for a manifest: its media type,
+/// digest and size, its `artifactType` (else its config's media type), and
+/// all of its annotations.
+pub fn referrer_descriptor(desc: &Descriptor, manifest: &[u8]) -> Result<Descriptor> {
+    let v: Value = serde_json::from_slice(manifest)
+        .map_err(|e| RegistryError::Invalid(format!("manifest {}: {e}", desc.digest)))?;
+    let mut d = Descriptor::new(&desc.media_type, desc.digest.clone(), desc.size);
+    d.artifact_type = v
+        .get("artifactType")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .or_else(|| v.pointer("/config/mediaType").and_then(Value::as_str))
+        .unwrap_or_default()
+        .to_string();
+    if let Some(a) = v.get("annotations").and_then(Value::as_object) {
+        for (k, val) in a {
+            if let Some(s) = val.as_str() {
+                d.annotations.insert(k.clone(), s.to_string());
+            }
+        }
+    }
+    Ok(d)
+}
+
+/// The digests an index lists.
+pub fn listed_digests(index: &[u8]) -> Result<Vec<String>> {
+    let v: Value = serde_json::from_slice(index)
+        .map_err(|e| RegistryError::Invalid(format!("referrers index: {e}")))?;
+    Ok(v.get("manifests")
+        .and_then(Value::as_array)
+        .map(|m| {
+            m.iter()
+                .filter_map(|d| d.get("digest").and_then(Value::as_str).map(String::from))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// The index with `add` appended (deduplicated by digest); None when every
+/// descriptor is listed already. Existing entries are kept as they are.
+pub fn merge(existing: Option<&[u8]>, add: &[Descriptor]) -> Result<Option<Vec<u8>>> {
+    let mut entries: Vec<String> = Vec::new();
+    let mut have: Vec<String> = Vec::new();
+    if let Some(bytes) = existing {
+        let v: Value = serde_json::from_slice(bytes)
+            .map_err(|e| RegistryError::Invalid(format!("referrers index: {e}")))?;
+        for m in v
+            .get("manifests")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(d) = m.get("digest").and_then(Value::as_str) {
+                if have.iter().any(|h| h == d) {
+                    continue;
+                }
+                have.push(d.to_string());
+            }
+            entries
+                .push(serde_json::to_string(m).map_err(|e| RegistryError::Invalid(e.to_string()))?);
+        }
+    }
+    let before = entries.len();
+    for d in add {
+        if !have.contains(&d.digest) {
+            have.push(d.digest.clone());
+            entries.push(d.to_json());
+        }
+    }
+    if entries.len() == before && existing.is_some() {
+        return Ok(None);
+    }
+    let index = Object::new()
+        .int("schemaVersion", 2)
+        .str("mediaType", oci::MT_OCI_INDEX)
+        .raw("manifests", &json::array(entries))
+        .finish();
+    Ok(Some(json::pretty(&index).into_bytes()))
+}
+
+/// A small pseudo-random jitter, so concurrent writers fall out of step.
+fn jitter(max: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let seed =
+        (nanos as u64 ^ (std::process::id() as u64) << 16).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    Duration::from_millis(seed % (max.as_millis().max(1) as u64))
+}
+
+impl RegistryClient {
+    /// The referrers index from the referrers API, or None when the registry
+    /// does not offer the API.
+    pub async fn referrers(&self, repo: &str, digest: &str) -> Result<Option<Bytes>> {
+        let scope = pull_scope(repo);
+        let resp = self
+            .request(Call {
+                method: Method::GET,
+                url: self.url(&format!("/v2/{repo}/referrers/{digest}")),
+                scope: &scope,
+                headers: vec![(ACCEPT, HeaderValue::from_static(oci::MT_OCI_INDEX))],
+                body: Bytes::new(),
+            })
+            .await?;
+        let status = resp.status();
+        if status != StatusCode::OK {
+            transport::drain(resp).await;
+            return Ok(None);
+        }
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = transport::read_body(resp, MAX_MANIFEST)
+            .await
+            .map_err(|e| RegistryError::io(format!("referrers of {digest}"), e))?;
+        let is_index = content_type.starts_with(oci::MT_OCI_INDEX)
+            || media_type_of(&body).as_deref() == Some(oci::MT_OCI_INDEX);
+        Ok(is_index.then_some(body))
+    }
+
+    /// True when the registry answers the referrers API for `repo`.
+    pub async fn supports_referrers(&self, repo: &str, digest: &str) -> Result<bool> {
+        Ok(self.referrers(repo, digest).await?.is_some())
+    }
+
+    /// The fallback tag's index for `subject`, or None when there is none.
+    pub async fn fallback_referrers(&self, repo: &str, subject: &str) -> Result<Option<Bytes>> {
+        Ok(self
+            .get_manifest(repo, &fallback_tag(subject))
+            .await?
+            .map(|m| m.bytes))
+    }
+
+    /// Lists `add` in the fallback tag index of `subject`, keeping what it
+    /// lists already. Returns when a settled read shows all of `add`.
+    pub async fn add_fallback_referrers(
+        &self,
+        repo: &str,
+        subject: &str,
+        add: &[Descriptor],
+    ) -> Result<()> {
+        let tag = fallback_tag(subject);
+        let scope = push_scope(repo, None);
+        let want: Vec<&str> = add.iter().map(|d| d.digest.as_str()).collect();
+        for round in 0..FALLBACK_ROUNDS {
+            let current = self.get_manifest_scoped(repo, &tag, &scope).await?;
+            let merged = merge(current.as_ref().map(|m| m.bytes.as_ref()), add)?;
+            let Some(bytes) = merged else {
+                return Ok(());
+            };
+            let etag = current.as_ref().and_then(|m| m.etag.as_deref());
+            match self
+                .put_manifest(repo, &tag, oci::MT_OCI_INDEX, Bytes::from(bytes), etag)
+                .await
+            {
+                Ok(_) => {}
+                Err(RegistryError::PreconditionFailed { .. }) => {
+                    debug!(%tag, round, "fallback tag changed under us; reading it again");
+                    tokio::time::sleep(jitter(SETTLE)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            tokio::time::sleep(SETTLE + jitter(SETTLE)).await;
+            let after = self.get_manifest_scoped(repo, &tag, &scope).await?;
+            let listed = match &after {
+                Some(m) => listed_digests(&m.bytes)?,
+                None => Vec::new(),
+            };
+            if want.iter().all(|w| listed.iter().any(|l| l == w)) {
+                return Ok(());
+            }
+            debug!(%tag, round, "a concurrent writer replaced the fallback tag; merging again");
+        }
+        Err(RegistryError::Unavailable {
+            registry: self.host().to_string(),
+            attempts: FALLBACK_ROUNDS,
+            detail: format!(
+                "the referrers fallback tag {repo}:{tag} kept changing under concurrent writers"
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fallback_tags() {
+        let hex = "a".repeat(64);
+        assert_eq!(
+            fallback_tag(&format!("sha256:{hex}")),
+            format!("sha256-{hex}")
+        );
+        let long_alg = format!("{}+b3:{}", "x".repeat(40), "c".repeat(80));
+        let t = fallback_tag(&long_alg);
+        assert_eq!(t, format!("{}-{}", "x".repeat(32), "c".repeat(64)));
+        assert_eq!(fallback_tag("sha512+x:ab/cd"), "sha512-x-ab-cd");
+    }
+
+    #[test]
+    fn referrer_descriptors_carry_type_and_annotations() {
+        let m = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/vnd.docker.attestation.manifest.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json"},"annotations":{"k":"v"}}"#;
+        let d = referrer_descriptor(&Descriptor::of(oci::MT_OCI_MANIFEST, m), m).unwrap();
+        assert_eq!(d.artifact_type, oci::ARTIFACT_TYPE_ATTESTATION);
+        assert_eq!(d.annotations["k"], "v");
+        let legacy = br#"{"config":{"mediaType":"application/vnd.example.config"}}"#;
+        let d = referrer_descriptor(&Descriptor::of(oci::MT_OCI_MANIFEST, legacy), legacy).unwrap();
+        assert_eq!(d.artifact_type, "application/vnd.example.config");
+    }
+
+    #[test]
+    fn merge_dedupes_and_keeps_existing() {
+        let a = Descriptor::of(oci::MT_OCI_MANIFEST, b"a");
+        let b = Descriptor::of(oci::MT_OCI_MANIFEST, b"b");
+        let first = merge(None, std::slice::from_ref(&a)).unwrap().unwrap();
+        assert_eq!(listed_digests(&first).unwrap(), vec![a.digest.clone()]);
+        assert!(merge(Some(&first), std::slice::from_ref(&a))
+            .unwrap()
+            .is_none());
+        let both = merge(Some(&first), &[a.clone(), b.clone()])
+            .unwrap()
+            .unwrap();
+        assert_eq!(listed_digests(&both).unwrap(), vec![a.digest, b.digest]);
+        assert_eq!(media_type_of(&both).as_deref(), Some(oci::MT_OCI_INDEX));
+    }
+}
