@@ -24,8 +24,24 @@ pub struct State {
     pub referrers: BTreeMap<(String, String), Vec<String>>,
     uploads: BTreeMap<String, Vec<u8>>,
     next_upload: u64,
+    /// Token auth, when on: the only credentials the token endpoint accepts.
+    pub token_auth: Option<TokenAuth>,
     /// "METHOD path" of every request, in order.
     pub log: Vec<String>,
+}
+
+/// Bearer token auth as a token server and a registry do it together: `/v2/`
+/// answers 401 with a `Bearer` challenge, `/token` trades Basic credentials
+/// for a token, and each token is good for a few requests only, so that a
+/// client has to renew it in the middle of a push.
+pub struct TokenAuth {
+    pub basic: String,
+    pub uses_per_token: u32,
+    /// Token -> requests left.
+    pub live: BTreeMap<String, u32>,
+    pub issued: u32,
+    /// The `scope` of every token request.
+    pub scopes: Vec<String>,
 }
 
 pub struct FakeRegistry {
@@ -46,6 +62,20 @@ impl FakeRegistry {
             }
         });
         FakeRegistry { port, state }
+    }
+
+    /// The same registry, behind Bearer token auth for `user:password`.
+    pub fn start_with_token(user: &str, password: &str, uses_per_token: u32) -> FakeRegistry {
+        use base64::Engine as _;
+        let fake = FakeRegistry::start();
+        fake.state.lock().unwrap().token_auth = Some(TokenAuth {
+            basic: base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")),
+            uses_per_token,
+            live: BTreeMap::new(),
+            issued: 0,
+            scopes: Vec::new(),
+        });
+        fake
     }
 
     pub fn host(&self) -> String {
@@ -148,8 +178,58 @@ fn serve(conn: TcpStream, st: &Mutex<State>) {
     }
 }
 
+/// Token auth: `None` lets the request through, `Some` is the answer.
+fn authorize(req: &Req, st: &mut State, host: &str) -> Option<Answer> {
+    let auth = st.token_auth.as_mut()?;
+    if req.path == "/token" {
+        let given = req.header("authorization").unwrap_or_default();
+        if given != format!("Basic {}", auth.basic) {
+            return Some(answer(401));
+        }
+        auth.scopes.push(req.param("scope").unwrap_or_default());
+        auth.issued += 1;
+        let token = format!("token-{}", auth.issued);
+        auth.live.insert(token.clone(), auth.uses_per_token);
+        let body = serde_json::json!({"token": token, "expires_in": 300});
+        return Some((200, Vec::new(), body.to_string().into_bytes()));
+    }
+    let token = req
+        .header("authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    match auth.live.get_mut(token) {
+        Some(left) if *left > 0 => {
+            *left -= 1;
+            None
+        }
+        _ => {
+            let name = req
+                .path
+                .strip_prefix("/v2/")
+                .and_then(|r| r.split("/blobs/").next())
+                .and_then(|r| r.split("/manifests/").next())
+                .and_then(|r| r.split("/tags/").next())
+                .and_then(|r| r.split("/referrers/").next())
+                .unwrap_or_default()
+                .to_string();
+            let challenge = format!(
+                "Bearer realm=\"http://{host}/token\",service=\"fake-registry\",scope=\"repository:{name}:pull,push\""
+            );
+            Some((
+                401,
+                vec![("WWW-Authenticate".into(), challenge)],
+                Vec::new(),
+            ))
+        }
+    }
+}
+
 fn handle(req: &Req, st: &mut State) -> Answer {
     st.log.push(format!("{} {}", req.method, req.path));
+    let host = req.header("host").unwrap_or_default().to_string();
+    if let Some(a) = authorize(req, st, &host) {
+        return a;
+    }
     let Some(rest) = req.path.strip_prefix("/v2/") else {
         return answer(404);
     };
