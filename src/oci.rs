@@ -142,6 +142,28 @@ fn descriptors(ds: &[Descriptor]) -> String {
     json::array(ds.iter().map(Descriptor::to_json))
 }
 
+/// The fields manifests and indexes share before their own (Go struct order).
+fn head(media_type: &str, artifact_type: &str) -> Object {
+    let mut o = Object::new();
+    o.int("schemaVersion", 2)
+        .str_opt("mediaType", media_type)
+        .str_opt("artifactType", artifact_type);
+    o
+}
+
+/// The fields manifests and indexes share after their own.
+fn tail(
+    mut o: Object,
+    subject: &Option<Descriptor>,
+    annotations: &BTreeMap<String, String>,
+) -> String {
+    if let Some(s) = subject {
+        o.raw("subject", &s.to_json());
+    }
+    o.map_opt("annotations", annotations);
+    o.finish()
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Manifest {
     pub media_type: String,
@@ -155,17 +177,10 @@ pub struct Manifest {
 impl Manifest {
     /// Compact JSON (`json.Marshal`).
     pub fn to_json(&self) -> String {
-        let mut o = Object::new();
-        o.int("schemaVersion", 2)
-            .str_opt("mediaType", &self.media_type)
-            .str_opt("artifactType", &self.artifact_type)
-            .raw("config", &self.config.to_json())
+        let mut o = head(&self.media_type, &self.artifact_type);
+        o.raw("config", &self.config.to_json())
             .raw("layers", &descriptors(&self.layers));
-        if let Some(s) = &self.subject {
-            o.raw("subject", &s.to_json());
-        }
-        o.map_opt("annotations", &self.annotations);
-        o.finish()
+        tail(o, &self.subject, &self.annotations)
     }
 
     /// The bytes BuildKit stores: two-space indent, no trailing newline.
@@ -185,16 +200,9 @@ pub struct Index {
 
 impl Index {
     pub fn to_json(&self) -> String {
-        let mut o = Object::new();
-        o.int("schemaVersion", 2)
-            .str_opt("mediaType", &self.media_type)
-            .str_opt("artifactType", &self.artifact_type)
-            .raw("manifests", &descriptors(&self.manifests));
-        if let Some(s) = &self.subject {
-            o.raw("subject", &s.to_json());
-        }
-        o.map_opt("annotations", &self.annotations);
-        o.finish()
+        let mut o = head(&self.media_type, &self.artifact_type);
+        o.raw("manifests", &descriptors(&self.manifests));
+        tail(o, &self.subject, &self.annotations)
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {

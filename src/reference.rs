@@ -89,16 +89,20 @@ impl Reference {
 
     /// The full normalised string, e.g. `docker.io/library/fixture:latest`.
     pub fn full(&self) -> String {
-        let mut s = self.name();
+        self.qualified(self.name())
+    }
+
+    /// `name` followed by `:tag` and `@digest` where present.
+    fn qualified(&self, mut name: String) -> String {
         if !self.tag.is_empty() {
-            s.push(':');
-            s.push_str(&self.tag);
+            name.push(':');
+            name.push_str(&self.tag);
         }
         if !self.digest.is_empty() {
-            s.push('@');
-            s.push_str(&self.digest);
+            name.push('@');
+            name.push_str(&self.digest);
         }
-        s
+        name
     }
 
     /// The name without `docker.io/` and `library/`.
@@ -115,16 +119,7 @@ impl Reference {
 
     /// The familiar form with tag and digest (`fixture-short:latest`).
     pub fn familiar(&self) -> String {
-        let mut s = self.familiar_name();
-        if !self.tag.is_empty() {
-            s.push(':');
-            s.push_str(&self.tag);
-        }
-        if !self.digest.is_empty() {
-            s.push('@');
-            s.push_str(&self.digest);
-        }
-        s
+        self.qualified(self.familiar_name())
     }
 
     /// `pkg:docker/<familiar name>@<tag or digest>?platform=<escaped>`.
