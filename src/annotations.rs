@@ -4,12 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::error::{ErrorKind, ExportError, Result};
+use crate::error::{ExportError, Result};
 use crate::platform;
-
-/// The largest annotation (key plus value) accepted: annotations travel in
-/// every manifest and index, and registries cap manifest sizes at a few MiB.
-pub const MAX_ANNOTATION_SIZE: usize = 64 << 10;
 
 /// The four annotation kinds, for one platform scope.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -146,19 +142,29 @@ pub fn parse(
                 ))
             }
         };
-        if key.len() + v.len() > MAX_ANNOTATION_SIZE {
-            return Err(ExportError::new(
-                ErrorKind::ResourceExhausted,
-                format!(
-                    "annotation {key} is {} bytes; the limit is {MAX_ANNOTATION_SIZE} bytes",
-                    key.len() + v.len()
-                ),
-            )
-            .with_field(k.as_str()));
-        }
         target.insert(key.to_string(), v.clone());
     }
     Ok((set, rest))
+}
+
+/// Refuses an annotation (key plus value) larger than `max`: annotations
+/// travel in every manifest and index, and registries cap manifest sizes at
+/// a few MiB. Takes (attribute or metadata key, value length); other keys pass.
+pub fn check_sizes<'a>(entries: impl Iterator<Item = (&'a str, usize)>, max: usize) -> Result<()> {
+    for (k, len) in entries {
+        let Some((_, _, key)) = split_key(k) else {
+            continue;
+        };
+        if key.len() + len > max {
+            return Err(crate::limits::exceeded(
+                k,
+                format!("annotation {key} of {} bytes", key.len() + len),
+                max as u64,
+                "max-annotation-size",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Parses the annotation keys of result metadata (byte values).

@@ -4,13 +4,17 @@
 //! the server lacks (resuming broken uploads from the offset the server
 //! holds), and runs exports, writing the streamed output to any `Write`.
 //!
+//! - [`health`]: `grpc.health.v1` checks for probes.
 //! - [`output`]: the `--output` CSV and the destination, renamed into place
 //!   only on success.
 //! - [`untar`]: unpacks the streamed layout tar for `tar=false`.
 //! - [`progress`]: shows the per-blob progress events.
+//! - [`tls`]: TLS and mutual TLS for `https://` and `tcp+tls://` addresses.
 
+pub mod health;
 pub mod output;
 pub mod progress;
+pub mod tls;
 pub mod untar;
 
 use std::collections::BTreeMap;
@@ -90,7 +94,12 @@ pub struct Client {
 impl Client {
     /// Connects to `unix:///path.sock` or `tcp://HOST:PORT`.
     pub async fn connect(addr: &str) -> Result<Client> {
-        let channel = connect_channel(addr).await?;
+        Client::connect_tls(addr, &tls::default_files()).await
+    }
+
+    /// Connects with these TLS files for `https://` and `tcp+tls://` addresses.
+    pub async fn connect_tls(addr: &str, tls: &tls::ClientTls) -> Result<Client> {
+        let channel = connect_channel(addr, tls).await?;
         Ok(Client::from_channel(channel))
     }
 
@@ -320,11 +329,18 @@ fn retryable(s: &Status) -> bool {
     )
 }
 
-async fn connect_channel(addr: &str) -> Result<Channel> {
+/// Bulk-transfer settings: large HTTP/2 windows and frames (see `wire`).
+fn tuned(e: Endpoint) -> Endpoint {
+    e.initial_stream_window_size(wire::STREAM_WINDOW)
+        .initial_connection_window_size(wire::CONNECTION_WINDOW)
+        .max_frame_size(wire::MAX_FRAME_SIZE)
+}
+
+async fn connect_channel(addr: &str, tls_files: &tls::ClientTls) -> Result<Channel> {
     if let Some(path) = addr.strip_prefix("unix://") {
         let path = std::path::PathBuf::from(path);
         // The URI is required by the API but unused: the connector dials the socket.
-        let endpoint = Endpoint::from_static("http://oxport.local");
+        let endpoint = tuned(Endpoint::from_static("http://oxport.local"));
         endpoint
             .connect_with_connector(tower::service_fn(move |_| {
                 let path = path.clone();
@@ -338,8 +354,26 @@ async fn connect_channel(addr: &str) -> Result<Channel> {
                 addr: addr.to_string(),
                 source,
             })
+    } else if let Some(hostport) = tls::tls_host_port(addr) {
+        let host = match hostport.rsplit_once(':') {
+            Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']'),
+            None => hostport,
+        };
+        let tls = tls_files.config(host)?;
+        let endpoint = Endpoint::from_shared(format!("https://{hostport}"))
+            .map(tuned)
+            .and_then(|e| e.tls_config(tls))
+            .map_err(|e| ClientError::Address(format!("invalid address {addr:?}: {e}")))?;
+        endpoint
+            .connect()
+            .await
+            .map_err(|source| ClientError::Connect {
+                addr: addr.to_string(),
+                source,
+            })
     } else if let Some(hostport) = addr.strip_prefix("tcp://") {
         let endpoint = Endpoint::from_shared(format!("http://{hostport}"))
+            .map(tuned)
             .map_err(|e| ClientError::Address(format!("invalid address {addr:?}: {e}")))?;
         endpoint
             .connect()
@@ -350,7 +384,7 @@ async fn connect_channel(addr: &str) -> Result<Channel> {
             })
     } else {
         Err(ClientError::Address(format!(
-            "invalid address {addr:?}: want unix:///path/to.sock or tcp://HOST:PORT"
+            "invalid address {addr:?}: want unix:///path/to.sock, tcp://HOST:PORT or https://HOST:PORT"
         )))
     }
 }

@@ -20,6 +20,8 @@ pub enum ErrorKind {
     PermissionDenied,
     /// The caller went away.
     Cancelled,
+    /// The request ran past its deadline.
+    DeadlineExceeded,
     /// Local I/O failed, or a bug.
     Internal,
 }

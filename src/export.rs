@@ -15,6 +15,7 @@ use crate::annotations::{self, Annotations};
 use crate::assemble::{self, attest, config, AssembleOptions, PlatformInput};
 use crate::error::{ExportError, Result};
 use crate::layer::{self, ExportedLayer, LayerPlan};
+use crate::limits::{self, Limits};
 use crate::model::{Attestation, ExportRequest, ExportResponse};
 use crate::oci::{Descriptor, Platform};
 use crate::options::{ExportOptions, ExporterType};
@@ -61,6 +62,8 @@ pub struct ExportEnv<'a> {
     pub blobs: &'a dyn BlobSource,
     /// A directory for temporary files (re-compressed layers).
     pub scratch: &'a Path,
+    /// What one request may bring; `Limits::default()` outside the server.
+    pub limits: Limits,
 }
 
 const KEY_PLATFORMS: &str = "refs.platforms";
@@ -228,6 +231,57 @@ fn check_layer(l: &crate::model::Layer, field: &str) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a request past the limits before any work: counts, annotation
+/// sizes and JSON nesting (statement sizes are checked as they are written).
+fn check_limits(req: &ExportRequest, lim: &Limits) -> Result<()> {
+    let result = &req.result;
+    if result.refs.len() > lim.max_platforms {
+        return Err(limits::exceeded(
+            "refs",
+            format!("a build result of {} platforms", result.refs.len()),
+            lim.max_platforms as u64,
+            "max-platforms",
+        ));
+    }
+    for (key, atts) in &result.attestations {
+        if atts.len() > lim.max_attestations_per_platform {
+            return Err(limits::exceeded(
+                format!("attestations[{key:?}]"),
+                format!("{} attestations for platform {key}", atts.len()),
+                lim.max_attestations_per_platform as u64,
+                "max-attestations",
+            ));
+        }
+        for (i, a) in atts.iter().enumerate() {
+            let field = format!("attestations[{key:?}][{i}]");
+            match &a.content {
+                crate::model::AttestationContent::InToto(c) => {
+                    limits::check_json_depth(&format!("{field}.content"), c, lim)?
+                }
+                crate::model::AttestationContent::Bundle(files) => {
+                    for (name, c) in files {
+                        limits::check_json_depth(&format!("{field}.bundle[{name:?}]"), c, lim)?;
+                    }
+                }
+            }
+        }
+    }
+    annotations::check_sizes(
+        req.attrs.iter().map(|(k, v)| (k.as_str(), v.len())),
+        lim.max_annotation_size,
+    )?;
+    annotations::check_sizes(
+        result.metadata.iter().map(|(k, v)| (k.as_str(), v.len())),
+        lim.max_annotation_size,
+    )?;
+    for (k, v) in &result.metadata {
+        if k == KEY_PLATFORMS || k == KEY_CONFIG || k.starts_with("containerimage.config/") {
+            limits::check_json_depth(&format!("metadata[{k:?}]"), v, lim)?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs one export. `out` receives the output archive (an OCI layout as a
 /// tar; nothing for `type=image`). Returns the exporter response map.
 pub fn export(
@@ -236,6 +290,7 @@ pub fn export(
     out: &mut dyn Write,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ExportResponse> {
+    check_limits(req, &env.limits)?;
     let mut opts = ExportOptions::parse(&req.exporter, &req.attrs, req.compatibility_version)?;
     let result = &req.result;
     if result.refs.is_empty() {
@@ -464,6 +519,7 @@ pub fn export(
                 index_descriptor: global.index_descriptor.clone(),
                 ..Default::default()
             },
+            max_statement_size: env.limits.max_statement_size,
         },
     )?;
 

@@ -39,6 +39,7 @@ pub fn build_result(data: &[u8], scratch: &Path) {
     let env = ExportEnv {
         blobs: &NoBlobs,
         scratch,
+        limits: Default::default(),
     };
     if let Ok(case) = crate::casefile::parse(data, scratch) {
         let proto = crate::wire::request_to_proto(&case.request);

@@ -6,6 +6,8 @@
 //!   output where `--output` says.
 //! - `oxport convert` moves attestation manifests between the legacy and the
 //!   artifact form; `oxport inspect` shows and checks what an image holds.
+//! - `oxport health` asks a server's `grpc.health.v1` (container probes).
+//! - `oxport self-image` builds oxport's own image through the export path.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -20,6 +22,7 @@ use oxport::client::output::{parse_bool, parse_output, write_atomically, Destina
 use oxport::client::progress::ProgressView;
 use oxport::client::Client;
 use oxport::export::Progress;
+use oxport::image::remote::RemoteOptions;
 use oxport::model::ExportResponse;
 use oxport::server::{self, Embedded, ListenAddr, Listener, DEFAULT_LISTEN, DEFAULT_STATE};
 
@@ -32,6 +35,10 @@ use oxport::server::{self, Embedded, ListenAddr, Listener, DEFAULT_LISTEN, DEFAU
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as text or as one JSON object per line (span fields,
+    /// request ids included).
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 #[derive(Subcommand)]
@@ -44,6 +51,11 @@ enum Command {
         /// Where the content store keeps blobs and uploads.
         #[arg(long, default_value = DEFAULT_STATE)]
         state: PathBuf,
+        /// Serve Prometheus metrics on http://HOST:PORT/metrics.
+        #[arg(long, value_name = "HOST:PORT")]
+        metrics_listen: Option<String>,
+        #[command(flatten)]
+        flags: server::flags::ServeFlags,
     },
     /// Export a build result stored as case.json.
     Export {
@@ -62,6 +74,9 @@ enum Command {
         /// it an embedded server is started in-process.
         #[arg(long)]
         addr: Option<String>,
+        /// TLS files for https:// and tcp+tls:// addresses.
+        #[command(flatten)]
+        tls: oxport::client::tls::ClientTls,
     },
     /// Move an image's attestation manifests to the legacy or the artifact form.
     Convert {
@@ -72,6 +87,49 @@ enum Command {
         src: String,
         /// oci-archive:PATH, oci:DIR[:REF] or docker://REF (may equal SRC)
         dst: String,
+        /// Reach docker:// registries over plain HTTP (loopback hosts always are).
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Exit 0 when the server at ADDR reports SERVING through grpc.health.v1.
+    Health {
+        /// unix:///path.sock or tcp://HOST:PORT
+        #[arg(long, default_value = DEFAULT_LISTEN)]
+        addr: String,
+        /// The service to ask about ("" for the server as a whole).
+        #[arg(long, default_value = oxport::client::health::EXPORTER_SERVICE)]
+        service: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
+    /// Build oxport's own OCI image (this binary, an SBOM, a provenance) and
+    /// export it like any build result.
+    SelfImage {
+        /// buildx-style CSV, as for export (e.g. type=oci,dest=oxport-image.tar).
+        #[arg(long)]
+        output: Option<String>,
+        /// The binary to package; defaults to the running one.
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        /// The image version; defaults to the crate version.
+        #[arg(long)]
+        version: Option<String>,
+        /// The source revision, recorded in a label and the provenance.
+        #[arg(long)]
+        revision: Option<String>,
+        /// The source repository URL, recorded likewise.
+        #[arg(long)]
+        source: Option<String>,
+        /// Unix time for every timestamp [default: $SOURCE_DATE_EPOCH or 0].
+        #[arg(long)]
+        source_date_epoch: Option<i64>,
+        /// Write the exporter response map here as a JSON object.
+        #[arg(long)]
+        metadata_file: Option<PathBuf>,
+        /// A running server; without it an embedded server is started.
+        #[arg(long)]
+        addr: Option<String>,
     },
     /// Show an image's platforms, attestations and referrers, checking every blob.
     Inspect {
@@ -79,6 +137,9 @@ enum Command {
         src: String,
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         format: String,
+        /// Reach docker:// registries over plain HTTP (loopback hosts always are).
+        #[arg(long)]
+        insecure: bool,
     },
 }
 
@@ -86,16 +147,37 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_filter = match cli.command {
         Command::Serve { .. } => "info",
-        Command::Export { .. } => "warn,oxport::client=info,oxport::cli=info",
-        Command::Convert { .. } | Command::Inspect { .. } => "warn,oxport::cli=info",
+        Command::Export { .. } | Command::SelfImage { .. } => {
+            "warn,oxport::client=info,oxport::cli=info"
+        }
+        Command::Convert { .. } | Command::Inspect { .. } | Command::Health { .. } => {
+            "warn,oxport::cli=info"
+        }
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        logs.json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init();
+    } else {
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+    // A socket passed by systemd is taken while the process has one thread.
+    let inherited = match &cli.command {
+        Command::Serve { .. } => match oxport::server::activation::take_from_env() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -109,15 +191,58 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve { listen, state } => serve(listen, state).await,
+            Command::Serve {
+                listen,
+                state,
+                metrics_listen,
+                flags,
+            } => match flags.options() {
+                Ok(opts) => serve(listen, state, metrics_listen, inherited, opts).await,
+                Err(e) => Err(e),
+            },
+            Command::Health {
+                addr,
+                service,
+                timeout,
+            } => health(&addr, &service, timeout).await,
+            Command::SelfImage {
+                output,
+                binary,
+                version,
+                revision,
+                source,
+                source_date_epoch,
+                metadata_file,
+                addr,
+            } => {
+                let params =
+                    self_image_params(binary, version, revision, source, source_date_epoch);
+                match params {
+                    Ok(p) => self_image(p, output, metadata_file, addr).await,
+                    Err(e) => Err(e),
+                }
+            }
             Command::Export {
                 result,
                 output,
                 metadata_file,
                 addr,
-            } => export(result, output, metadata_file, addr).await,
-            Command::Convert { to, src, dst } => convert(&to, &src, &dst),
-            Command::Inspect { src, format } => inspect(&src, &format),
+                tls,
+            } => {
+                oxport::client::tls::set_default(tls);
+                export(result, output, metadata_file, addr).await
+            }
+            Command::Convert {
+                to,
+                src,
+                dst,
+                insecure,
+            } => convert(&to, &src, &dst, &RemoteOptions { insecure }),
+            Command::Inspect {
+                src,
+                format,
+                insecure,
+            } => inspect(&src, &format, &RemoteOptions { insecure }),
         }
     });
     match result {
@@ -129,11 +254,31 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(listen: ListenAddr, state: PathBuf) -> Result<(), String> {
-    let listener = Listener::bind(&listen)
-        .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    server::serve(listener, &state, server::shutdown_signal())
+async fn serve(
+    listen: ListenAddr,
+    state: PathBuf,
+    metrics_listen: Option<String>,
+    inherited: Option<server::activation::Inherited>,
+    opts: server::ServeOptions,
+) -> Result<(), String> {
+    if let Some(addr) = metrics_listen {
+        let l = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?;
+        let bound = l.local_addr().map_err(|e| e.to_string())?;
+        info!("metrics on http://{bound}/metrics");
+        tokio::spawn(oxport::metrics::http::serve(l));
+    }
+    let listener = match inherited {
+        Some(socket) => {
+            info!("using the socket passed by the service manager; --listen is ignored");
+            Listener::from_inherited(socket).map_err(|e| format!("inherited socket: {e}"))?
+        }
+        None => Listener::bind(&listen)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?,
+    };
+    server::serve_with(listener, &state, &opts, server::shutdown_signal())
         .await
         .map_err(|e| e.to_string())
 }
@@ -145,6 +290,16 @@ async fn export(
     addr: Option<String>,
 ) -> Result<(), String> {
     let case = casefile::load(&result).map_err(|e| e.message)?;
+    export_case(case, output, metadata_file, addr).await
+}
+
+/// Exports a loaded build result as `--output` says.
+async fn export_case(
+    case: casefile::Case,
+    output: Option<String>,
+    metadata_file: Option<PathBuf>,
+    addr: Option<String>,
+) -> Result<(), String> {
     let mut req = case.request.clone();
     let spec = output
         .as_deref()
@@ -204,18 +359,89 @@ async fn export(
     Ok(())
 }
 
-fn convert(to: &str, src: &str, dst: &str) -> Result<(), String> {
+async fn health(addr: &str, service: &str, timeout: u64) -> Result<(), String> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let status = oxport::client::health::check(addr, service, Duration::from_secs(timeout))
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("{}", status.as_str_name());
+    match status {
+        ServingStatus::Serving => Ok(()),
+        other => Err(format!("{addr}: {service:?} is {}", other.as_str_name())),
+    }
+}
+
+fn self_image_params(
+    binary: Option<PathBuf>,
+    version: Option<String>,
+    revision: Option<String>,
+    source: Option<String>,
+    epoch: Option<i64>,
+) -> Result<oxport::selfimage::Params, String> {
+    let binary = match binary {
+        Some(b) => b,
+        None => std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?,
+    };
+    let epoch = match epoch {
+        Some(e) => e,
+        None => match std::env::var("SOURCE_DATE_EPOCH") {
+            Ok(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| format!("invalid SOURCE_DATE_EPOCH {v:?}"))?,
+            Err(_) => 0,
+        },
+    };
+    Ok(oxport::selfimage::Params {
+        binary,
+        version: version.unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string()),
+        revision,
+        source,
+        epoch,
+        platform: oxport::selfimage::host_platform(),
+    })
+}
+
+async fn self_image(
+    params: oxport::selfimage::Params,
+    output: Option<String>,
+    metadata_file: Option<PathBuf>,
+    addr: Option<String>,
+) -> Result<(), String> {
+    let dir = tempfile::Builder::new()
+        .prefix("oxport-self-image-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let case = oxport::selfimage::build(&params, dir.path()).map_err(|e| e.message)?;
+    info!(target: "oxport::cli", binary = %params.binary.display(), platform = %params.platform, "self-image assembled");
+    export_case(case, output, metadata_file, addr).await
+}
+
+fn convert(to: &str, src: &str, dst: &str, opts: &RemoteOptions) -> Result<(), String> {
     let to: oxport::convert::Form = to.parse()?;
-    let summary = oxport::convert::run(&src.parse()?, &dst.parse()?, to).map_err(|e| e.message)?;
+    let summary =
+        oxport::convert::run(&src.parse()?, &dst.parse()?, to, opts).map_err(|e| e.message)?;
     for c in &summary.changes {
         info!(target: "oxport::cli", location = %c.location, from = %c.from, to = %c.to, "rewritten");
+    }
+    if let Some(p) = &summary.pushed {
+        info!(
+            target: "oxport::cli",
+            root = %p.root.digest,
+            written = p.written,
+            existing = p.existing,
+            mounted = p.mounted,
+            tags = %p.tags.join(","),
+            fallback_tags = %p.fallback_tags.join(","),
+            "pushed"
+        );
     }
     info!(target: "oxport::cli", changed = summary.changes.len(), %dst, "converted");
     Ok(())
 }
 
-fn inspect(src: &str, format: &str) -> Result<(), String> {
-    let report = oxport::inspect::run(&src.parse()?).map_err(|e| e.message)?;
+fn inspect(src: &str, format: &str, opts: &RemoteOptions) -> Result<(), String> {
+    let report = oxport::inspect::run(&src.parse()?, opts).map_err(|e| e.message)?;
     let out = match format {
         "json" => report.to_json(),
         _ => report.to_text(),

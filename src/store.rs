@@ -11,9 +11,17 @@
 //!
 //! Invariants:
 //! - A file under `blobs/` always holds the bytes its name says: it is renamed
-//!   there only after its size and sha256 were checked. The rename is atomic,
+//!   there only after its size and sha256 were checked and its bytes fsynced,
+//!   and the directory is fsynced after the rename. The rename is atomic,
 //!   and renaming a second verified copy over the first replaces equal bytes,
 //!   so concurrent commits of one blob are harmless.
+//! - A `.meta` file is written whole (temp file, fsync, rename), so a crash
+//!   leaves it absent or complete.
+//! - Start-up ([`Store::open`]) removes what a crash can leave: the scratch
+//!   directory, half-written `.meta` files, and uploads that cannot be
+//!   resumed (no or unreadable meta, more bytes than promised, or a blob that
+//!   is already committed). Consistent partial uploads stay for a resume; the
+//!   commit verifies their digest anyway.
 //! - At most one writer per upload ref at a time ([`Store::try_lock`]). The
 //!   lock is in-process: a state directory belongs to one server process.
 //! - Nothing here holds a whole blob in memory.
@@ -78,10 +86,67 @@ impl Store {
             fs::remove_dir_all(&tmp)?;
         }
         fs::create_dir_all(&tmp)?;
-        Ok(Store {
+        let store = Store {
             root,
             active: Arc::default(),
-        })
+        };
+        store.recover()?;
+        Ok(store)
+    }
+
+    /// Removes the upload leftovers of a crashed process that cannot be
+    /// resumed; see the module invariants. Returns how many files went.
+    fn recover(&self) -> io::Result<usize> {
+        let dir = self.root.join("ingest");
+        let mut removed = 0;
+        let mut remove = |path: &Path, why: &str| {
+            tracing::info!(path = %path.display(), why, "removing upload leftover");
+            remove_quietly(path);
+            removed += 1;
+        };
+        for entry in fs::read_dir(&dir)? {
+            let path = entry?.path();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if let Some(key) = name.strip_suffix(".data") {
+                let meta = dir.join(format!("{key}.meta"));
+                match read_meta(&meta) {
+                    None => remove(&path, "no record of its digest and size"),
+                    Some((digest, size)) => {
+                        let held = fs::metadata(&path).map(|m| m.len()).unwrap_or(u64::MAX);
+                        let committed = self.contains(&digest).unwrap_or(false);
+                        if committed || held > size {
+                            remove(&path, "already committed or longer than promised");
+                            remove(&meta, "its upload was removed");
+                        }
+                    }
+                }
+            } else if let Some(key) = name.strip_suffix(".meta") {
+                let data = dir.join(format!("{key}.data"));
+                let valid = read_meta(&path).is_some_and(|(d, _)| parse_digest("", &d).is_ok());
+                if !data.exists() || !valid {
+                    remove(&path, "no upload data, or unreadable");
+                    remove_quietly(&data);
+                }
+            } else {
+                // A `.meta.tmp` of a write cut short, or anything else.
+                remove(&path, "not part of an upload");
+            }
+        }
+        let blobs = self.root.join("blobs").join("sha256");
+        for entry in fs::read_dir(&blobs)? {
+            let path = entry?.path();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if parse_digest("", &format!("sha256:{name}")).is_err() {
+                remove(&path, "not named by a digest");
+            }
+        }
+        Ok(removed)
     }
 
     pub fn root(&self) -> &Path {
@@ -201,7 +266,7 @@ impl Store {
         }
         let mut hasher = Sha256::new();
         let file = if offset == 0 {
-            fs::write(&meta_path, format!("{digest} {size}\n"))?;
+            write_whole(&meta_path, format!("{digest} {size}\n").as_bytes())?;
             File::create(&data_path)?
         } else {
             let mut file = OpenOptions::new().read(true).write(true).open(&data_path)?;
@@ -356,6 +421,10 @@ impl Ingest {
         self.file.sync_all()?;
         fs::set_permissions(&self.data_path, fs::Permissions::from_mode(0o444))?;
         fs::rename(&self.data_path, &self.blob_path)?;
+        // Make the rename itself durable before anyone is told the blob exists.
+        if let Some(dir) = self.blob_path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
         remove_quietly(&self.meta_path);
         Ok(())
     }
@@ -370,6 +439,17 @@ fn read_meta(path: &Path) -> Option<(String, u64)> {
     let text = fs::read_to_string(path).ok()?;
     let (digest, size) = text.trim_end().split_once(' ')?;
     Some((digest.to_string(), size.parse().ok()?))
+}
+
+/// Writes a small file so that a crash leaves it absent or complete.
+fn write_whole(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)
 }
 
 fn hash_prefix(file: &mut File, len: u64, hasher: &mut Sha256) -> io::Result<()> {
@@ -517,6 +597,63 @@ mod tests {
         assert!(store.status("r1", &d).unwrap().committed);
         let back = fs::read(store.blob_path(&d).unwrap()).unwrap();
         assert_eq!(back, data);
+    }
+
+    #[test]
+    fn open_removes_what_a_crash_leaves_and_keeps_resumable_uploads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let data: Vec<u8> = (0..50_000u32).map(|i| (i % 13) as u8).collect();
+        let d = digest_of(&data);
+        let size = data.len() as u64;
+        {
+            let lock = store.try_lock("resumable").unwrap();
+            let mut ing = store.begin_write(&lock, &d, size, 0).unwrap().unwrap();
+            ing.write(&data[..20_000]).unwrap();
+        }
+        let other = digest_of(b"committed");
+        store.put(&other, 9, &b"committed"[..]).unwrap();
+        // An upload of a blob that got committed under another ref.
+        let (stale_data, stale_meta) = store.ingest_paths("stale");
+        fs::write(&stale_meta, format!("{other} 9\n")).unwrap();
+        fs::write(&stale_data, b"comm").unwrap();
+        let ingest = dir.path().join("ingest");
+        fs::write(ingest.join("orphan.data"), b"no meta").unwrap();
+        fs::write(ingest.join("lonely.meta"), format!("{d} {size}\n")).unwrap();
+        fs::write(ingest.join("cut.meta.tmp"), b"sha256:").unwrap();
+        fs::write(ingest.join("garbled.meta"), b"nonsense").unwrap();
+        fs::write(ingest.join("garbled.data"), b"x").unwrap();
+        let (long_data, long_meta) = store.ingest_paths("too-long");
+        fs::write(&long_meta, format!("{} 2\n", digest_of(b"ab"))).unwrap();
+        fs::write(&long_data, b"abc").unwrap();
+        let blobs = dir.path().join("blobs/sha256");
+        fs::write(blobs.join("not-a-digest"), b"?").unwrap();
+        drop(store);
+
+        let store = Store::open(dir.path()).unwrap();
+        let mut left: Vec<String> = fs::read_dir(&ingest)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let (keep_data, keep_meta) = store.ingest_paths("resumable");
+        let mut want = vec![
+            keep_data
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
+            keep_meta
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
+        ];
+        want.sort();
+        assert_eq!(left, want);
+        assert!(!blobs.join("not-a-digest").exists());
+        assert!(store.contains(&other).unwrap());
+        assert_eq!(store.status("resumable", &d).unwrap().offset, 20_000);
     }
 
     #[test]

@@ -24,6 +24,13 @@ pub const CHUNK_SIZE: usize = 1 << 20;
 /// attestation contents inline, and one statement may be up to 40 MiB.
 pub const MAX_MESSAGE_SIZE: usize = 256 << 20;
 
+/// HTTP/2 flow-control windows and frame size for both ends. The defaults
+/// (1-2 MiB windows, 16 KiB frames) stall a 1 MiB message mid-way waiting
+/// for a window update; these keep several chunks in flight.
+pub const STREAM_WINDOW: u32 = 8 << 20;
+pub const CONNECTION_WINDOW: u32 = 32 << 20;
+pub const MAX_FRAME_SIZE: u32 = 1 << 20;
+
 /// `refs["<key>"][<i>]`, quoting the key like Go's `%q`.
 pub fn ref_path(key: &str, index: usize) -> String {
     format!("refs[{key:?}][{index}]")

@@ -293,13 +293,13 @@ fn detached_attestations_convert_both_ways() {
 }
 
 #[test]
-fn registry_locations_and_bad_arguments_are_refused() {
+fn bad_locations_are_refused() {
     let tar = harness::fixtures_dir().join("gw_mp_legacy/expected.tar");
     for (src, dst, text) in [
         (
             archive(&tar),
-            "docker://localhost:5000/x:1".to_string(),
-            "docker://",
+            "docker://localhost:5000/Upper:1".to_string(),
+            "invalid reference format",
         ),
         (
             "nowhere:x".to_string(),

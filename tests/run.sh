@@ -7,7 +7,12 @@
 #   zstd             lets tests/conformance/compare.py decompress zstd layers
 #   docker-registry  a real registry for the push tests
 #   apache2-utils    htpasswd, for the registry's Basic auth entry
+#   openssl          makes the CA and certificates of the TLS tests
 #   python3-jsonschema, when no python3 can import jsonschema (OCI schema validation)
+#   systemd          systemd-analyze, which verifies deploy/systemd (tests/deploy.rs)
+# and, from PyPI into the virtualenv target/pyenv (OXPORT_PYENV overrides the place):
+#   grpcio, grpcio-tools   the Python client generated from proto/ (tests/python_client.rs)
+#   kubernetes-validate    validates deploy/kubernetes offline (tests/deploy.rs)
 # Under CI=true a missing tool fails the tests; elsewhere the tests say loudly what they
 # could not check.
 set -euo pipefail
@@ -41,8 +46,10 @@ command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
 command -v zstd >/dev/null 2>&1 || missing+=(zstd)
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 have_jsonschema || missing+=(python3-jsonschema)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     if command -v apt-get >/dev/null 2>&1; then
@@ -54,6 +61,22 @@ if [ "${#missing[@]}" -gt 0 ]; then
         echo "run.sh: missing ${missing[*]} and no apt-get to install them" >&2
     fi
 fi
+
+# Python packages in a virtualenv of the project's own, never the system's.
+pyenv="${OXPORT_PYENV:-$PWD/target/pyenv}"
+py_packages=(grpcio==1.85.3 grpcio-tools==1.85.1 kubernetes-validate==1.37.0)
+if ! "$pyenv/bin/python" -c 'import grpc, grpc_tools.protoc, kubernetes_validate' >/dev/null 2>&1; then
+    echo "run.sh: installing ${py_packages[*]} into $pyenv"
+    if ! python3 -m venv "$pyenv" >/dev/null 2>&1; then
+        # Debian's python3 keeps venv's pip bootstrap in a package of its own.
+        as_root apt-get update -qq
+        as_root apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+        python3 -m venv "$pyenv"
+    fi
+    "$pyenv/bin/pip" install -q --disable-pip-version-check "${py_packages[@]}" ||
+        echo "run.sh: pip could not install ${py_packages[*]}; the tests that need them will fail under CI" >&2
+fi
+export OXPORT_PYENV="$pyenv"
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

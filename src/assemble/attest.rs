@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::error::{ErrorKind, ExportError, Result};
+use crate::error::{ExportError, Result};
 use crate::json::{self, Object};
 use crate::model::{Attestation, AttestationContent, AttestationKind, Origin, SubjectKind};
 use crate::oci::{self, Descriptor, Manifest, Platform};
@@ -15,8 +15,6 @@ pub const PREDICATE_TYPE_ANNOTATION: &str = "in-toto.io/predicate-type";
 pub const REFERENCE_TYPE_ANNOTATION: &str = "vnd.docker.reference.type";
 pub const REFERENCE_DIGEST_ANNOTATION: &str = "vnd.docker.reference.digest";
 pub const ATTESTATION_MANIFEST_TYPE: &str = "attestation-manifest";
-/// The largest statement accepted.
-pub const MAX_STATEMENT_SIZE: usize = 40 << 20;
 
 /// True for attestations the frontend marked inline-only.
 pub fn is_inline_only(a: &Attestation) -> bool {
@@ -121,6 +119,7 @@ pub fn statements(
     platform: &Platform,
     manifest: &Descriptor,
     field: &str,
+    max_size: usize,
 ) -> Result<Vec<Statement>> {
     let self_digest = digest_map(std::slice::from_ref(&manifest.digest));
     let mut out = Vec::new();
@@ -171,15 +170,23 @@ pub fn statements(
                     &a.predicate_type,
                     statement_bytes(&a.predicate_type, &subjects, &predicate),
                     &field,
+                    max_size,
                 )?;
             }
             (AttestationKind::Bundle, AttestationContent::Bundle(files)) => {
                 let mut files: Vec<&(String, Vec<u8>)> = files.iter().collect();
                 files.sort_by(|x, y| x.0.cmp(&y.0));
                 for (name, bytes) in files {
-                    let st = bundle_statement(bytes, &a.predicate_type)
-                        .map_err(|e| e.with_field(format!("{field}.bundle[{name:?}]")))?;
-                    push(&mut out, &st.predicate_type.clone(), st.bytes, &field)?;
+                    let field = format!("{field}.bundle[{name:?}]");
+                    let st = bundle_statement(bytes, &a.predicate_type, max_size)
+                        .map_err(|e| e.with_field(field.clone()))?;
+                    push(
+                        &mut out,
+                        &st.predicate_type.clone(),
+                        st.bytes,
+                        &field,
+                        max_size,
+                    )?;
                 }
             }
             _ => {
@@ -193,18 +200,14 @@ pub fn statements(
     Ok(out)
 }
 
-fn push(out: &mut Vec<Statement>, pt: &str, bytes: Vec<u8>, field: &str) -> Result<()> {
-    if bytes.len() > MAX_STATEMENT_SIZE {
-        return Err(ExportError::new(
-            ErrorKind::ResourceExhausted,
-            format!(
-                "attestation statement of {} bytes exceeds the limit of {} bytes",
-                bytes.len(),
-                MAX_STATEMENT_SIZE
-            ),
-        )
-        .with_field(field));
-    }
+fn push(
+    out: &mut Vec<Statement>,
+    pt: &str,
+    bytes: Vec<u8>,
+    field: &str,
+    max_size: usize,
+) -> Result<()> {
+    check_size(bytes.len(), field, max_size)?;
     out.push(Statement {
         predicate_type: pt.to_string(),
         bytes,
@@ -212,17 +215,21 @@ fn push(out: &mut Vec<Statement>, pt: &str, bytes: Vec<u8>, field: &str) -> Resu
     Ok(())
 }
 
-/// One ready statement of a bundle, re-encoded as Go re-encodes it.
-fn bundle_statement(bytes: &[u8], required: &str) -> Result<Statement> {
-    if bytes.len() > MAX_STATEMENT_SIZE {
-        return Err(ExportError::new(
-            ErrorKind::ResourceExhausted,
-            format!(
-                "bundle statement of {} bytes exceeds the limit of {MAX_STATEMENT_SIZE} bytes",
-                bytes.len()
-            ),
+fn check_size(len: usize, field: &str, max_size: usize) -> Result<()> {
+    if len > max_size {
+        return Err(crate::limits::exceeded(
+            field,
+            format!("attestation statement of {len} bytes"),
+            max_size as u64,
+            "max-statement-size",
         ));
     }
+    Ok(())
+}
+
+/// One ready statement of a bundle, re-encoded as Go re-encodes it.
+fn bundle_statement(bytes: &[u8], required: &str, max_size: usize) -> Result<Statement> {
+    check_size(bytes.len(), "bundle", max_size)?;
     let v: Value = serde_json::from_slice(bytes)
         .map_err(|e| ExportError::invalid("bundle", format!("invalid in-toto statement: {e}")))?;
     let Value::Object(obj) = v else {
@@ -383,11 +390,11 @@ mod tests {
     fn bundle_predicate_type_must_match() {
         let st = br#"{"_type":"x","predicateType":"a","subject":[],"predicate":null}"#;
         assert_eq!(
-            bundle_statement(st, "b").unwrap_err().message,
+            bundle_statement(st, "b", 1 << 20).unwrap_err().message,
             "bundle entry a does not match required predicate type b"
         );
         assert_eq!(
-            String::from_utf8(bundle_statement(st, "").unwrap().bytes).unwrap(),
+            String::from_utf8(bundle_statement(st, "", 1 << 20).unwrap().bytes).unwrap(),
             r#"{"_type":"https://in-toto.io/Statement/v1","predicateType":"a","subject":[],"predicate":null}"#
         );
     }

@@ -42,6 +42,8 @@ pub struct AssembleOptions<'a> {
     pub names: &'a [Reference],
     /// Unscoped annotations (index and index-descriptor kinds apply).
     pub annotations: Annotations,
+    /// The largest in-toto statement written (`Limits::max_statement_size`).
+    pub max_statement_size: usize,
 }
 
 /// The bytes of one blob of the graph.
@@ -186,6 +188,7 @@ pub fn assemble(platforms: &[PlatformInput<'_>], opts: &AssembleOptions<'_>) -> 
             &p.platform,
             &image.descriptor,
             &field,
+            opts.max_statement_size,
         )?;
         let am = attest::attestation_manifest(statements, &image.descriptor, opts.oci_artifact);
         for (d, bytes) in am.blobs {

@@ -9,16 +9,20 @@
 //!
 //! - [`manifest`]: one attestation manifest rewritten.
 //! - [`plan`]: the new layout, computed from a store without writing.
+//! - [`push`]: the new layout written to a registry.
 
 pub mod manifest;
+pub mod push;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
+use std::sync::Arc;
 
 use tracing::warn;
 
 use crate::error::{ErrorKind, ExportError, Result};
 use crate::image::parse;
+use crate::image::remote::{self, RemoteOptions};
 use crate::image::write::{write_tar, BlobData, NewLayout};
 use crate::image::{self, ImageRef, ImageSource};
 use crate::oci::{self, Descriptor, Index};
@@ -326,16 +330,56 @@ fn reachable(
 /// What a finished conversion did.
 pub struct Summary {
     pub changes: Vec<Change>,
+    /// For a registry destination: what it got.
+    pub pushed: Option<push::Pushed>,
+}
+
+/// The root `index.json` names first, other than attestations listed alone.
+fn first_root(src: &dyn ImageSource) -> Result<Option<String>> {
+    let top = parse::index(&src.index_json()?, "index.json")?.value;
+    Ok(top
+        .manifests
+        .into_iter()
+        .find(|e| !is_attestation_entry(e))
+        .map(|e| e.digest))
 }
 
 /// Converts `src` into `to` and writes the result at `dst`. The output
-/// appears only when complete; `src` and `dst` may be the same.
-pub fn run(src: &ImageRef, dst: &ImageRef, to: Form) -> Result<Summary> {
-    let source = image::open(src)?;
+/// appears only when complete (a registry's tags move last); `src` and
+/// `dst` may be the same.
+pub fn run(src: &ImageRef, dst: &ImageRef, to: Form, opts: &RemoteOptions) -> Result<Summary> {
+    let source: Arc<dyn ImageSource> = Arc::from(image::open(src, opts)?);
     let (path, as_dir, dest_ref) = match dst {
         ImageRef::Archive(p) => (p, false, None),
         ImageRef::Layout { dir, reference } => (dir, true, reference.as_deref()),
-        ImageRef::Registry(r) => return Err(image::registry_unsupported(r)),
+        ImageRef::Registry(r) => {
+            let conv = plan(&*source, to, None)?;
+            let target = remote::parse_ref(r)?;
+            let same_registry = match src {
+                ImageRef::Registry(s) => {
+                    let s = remote::parse_ref(s)?;
+                    (s.domain == target.domain).then_some(s.path)
+                }
+                _ => None,
+            };
+            let in_place = same_registry.as_deref() == Some(target.path.as_str());
+            let dest = push::Destination {
+                reference: r,
+                opts,
+                mount_from: same_registry,
+                retag_from: if in_place {
+                    first_root(&*source)?
+                } else {
+                    None
+                },
+                select: source.reference().map(String::from),
+            };
+            let pushed = push::push(&conv.layout, Arc::clone(&source), &dest)?;
+            return Ok(Summary {
+                changes: conv.changes,
+                pushed: Some(pushed),
+            });
+        }
     };
     let conv = plan(&*source, to, dest_ref)?;
     let path_str = path.to_str().ok_or_else(|| {
@@ -349,5 +393,6 @@ pub fn run(src: &ImageRef, dst: &ImageRef, to: Form) -> Result<Summary> {
         .map_err(|e| ExportError::from(e).context(&dst.to_string()))?;
     Ok(Summary {
         changes: conv.changes,
+        pushed: None,
     })
 }

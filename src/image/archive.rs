@@ -158,7 +158,7 @@ impl ImageSource for ArchiveSource {
         self.entries.get(&blob_name(digest)).map(|&(_, s)| s)
     }
 
-    fn open_blob(&self, digest: &str) -> Result<Box<dyn Read + Send + '_>> {
+    fn open_blob(&self, digest: &str) -> Result<Box<dyn Read + Send>> {
         match self.open_entry(&blob_name(digest))? {
             Some(r) => Ok(Box::new(r)),
             None => Err(ExportError::new(

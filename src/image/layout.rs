@@ -56,7 +56,7 @@ impl ImageSource for LayoutSource {
         m.is_file().then_some(m.len())
     }
 
-    fn open_blob(&self, digest: &str) -> Result<Box<dyn Read + Send + '_>> {
+    fn open_blob(&self, digest: &str) -> Result<Box<dyn Read + Send>> {
         let missing =
             || ExportError::new(ErrorKind::NotFound, format!("{digest}: blob is missing"));
         let p = self.blob_path(digest).ok_or_else(missing)?;

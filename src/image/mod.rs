@@ -4,13 +4,14 @@
 //! - [`parse`]: OCI JSON back into the [`crate::oci`] types.
 //! - [`archive`]: an OCI layout tar (`oci-archive:PATH`), read in place.
 //! - [`layout`]: an OCI layout directory (`oci:DIR[:REF]`).
+//! - [`remote`]: a registry image (`docker://REF`), through [`bridge`].
 //! - [`write`]: a set of blobs and `index.json` out as a layout tar.
-//!
-//! A registry (`docker://REF`) is another store behind the same trait.
 
 pub mod archive;
+pub mod bridge;
 pub mod layout;
 pub mod parse;
+pub mod remote;
 pub mod write;
 
 use std::fmt;
@@ -31,8 +32,9 @@ pub trait ImageSource: Send + Sync {
     fn index_json(&self) -> Result<Vec<u8>>;
     /// The stored size of a blob, or `None` when it is missing.
     fn blob_size(&self, digest: &str) -> Option<u64>;
-    /// Streams a blob as stored (not verified; see [`Verified`]).
-    fn open_blob(&self, digest: &str) -> Result<Box<dyn Read + Send + '_>>;
+    /// Streams a blob as stored (not verified; see [`Verified`]). The reader
+    /// owns what it needs, so a registry push can read it on another thread.
+    fn open_blob(&self, digest: &str) -> Result<Box<dyn Read + Send>>;
     /// Another top-level file of the layout (`manifest.json`), if present.
     fn extra_file(&self, name: &str) -> Result<Option<Vec<u8>>>;
     /// The `org.opencontainers.image.ref.name` that selects entries, if any.
@@ -107,23 +109,15 @@ impl fmt::Display for ImageRef {
     }
 }
 
-/// The error for registry locations until a registry store exists.
-pub fn registry_unsupported(r: &str) -> ExportError {
-    ExportError::new(
-        ErrorKind::InvalidArgument,
-        format!("docker://{r}: registry images are not supported yet by convert and inspect; use oci-archive: or oci:"),
-    )
-}
-
-/// Opens a local store for reading.
-pub fn open(r: &ImageRef) -> Result<Box<dyn ImageSource>> {
+/// Opens a store for reading.
+pub fn open(r: &ImageRef, opts: &remote::RemoteOptions) -> Result<Box<dyn ImageSource>> {
     match r {
         ImageRef::Archive(p) => Ok(Box::new(archive::ArchiveSource::open(p)?)),
         ImageRef::Layout { dir, reference } => Ok(Box::new(layout::LayoutSource::open(
             dir,
             reference.clone(),
         )?)),
-        ImageRef::Registry(r) => Err(registry_unsupported(r)),
+        ImageRef::Registry(r) => Ok(Box::new(remote::RegistrySource::open(r, opts)?)),
     }
 }
 

@@ -7,7 +7,9 @@
 //! Each problem is recorded with its location; the walk goes on.
 //!
 //! - [`render`]: the report as text or as JSON.
+//! - [`referrers`]: a registry image's referrers (API or fallback tag).
 
+pub mod referrers;
 pub mod render;
 
 use std::collections::{BTreeMap, HashMap};
@@ -17,6 +19,7 @@ use serde_json::Value;
 use crate::assemble::attest::{PREDICATE_TYPE_ANNOTATION, REFERENCE_DIGEST_ANNOTATION};
 use crate::convert::{form_of, is_attestation_entry, Form};
 use crate::error::Result;
+use crate::image::remote::{RegistrySource, RemoteOptions};
 use crate::image::{self, parse, BlobProblem, ImageRef, ImageSource};
 use crate::oci::{self, Descriptor};
 use crate::sink::layout::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
@@ -52,6 +55,8 @@ pub struct Image {
     pub descriptor: Descriptor,
     pub layers: usize,
     pub attestations: Vec<Attestation>,
+    /// Registry images only: the manifests naming this one as subject.
+    pub referrers: Vec<referrers::Referrer>,
 }
 
 /// One distinct `index.json` target, with the names it is listed under.
@@ -63,13 +68,16 @@ pub struct Root {
     pub images: Vec<Image>,
     /// Attestations in this index whose image is not in it.
     pub unattached: Vec<Attestation>,
+    /// Registry images only: the manifests naming the root as subject.
+    pub referrers: Vec<referrers::Referrer>,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct Report {
     pub source: String,
     pub roots: Vec<Root>,
-    /// Attestation manifests listed on their own, found by their subject.
+    /// Attestation manifests listed on their own (in `index.json`, or only
+    /// as a registry image's referrers), found by their subject.
     pub referrers: Vec<Attestation>,
     pub problems: Vec<Problem>,
 }
@@ -136,6 +144,7 @@ impl Walker<'_> {
             descriptor: d.clone(),
             layers: 0,
             attestations: Vec::new(),
+            referrers: Vec::new(),
         };
         let Some(bytes) = self.json(d, at) else {
             return img;
@@ -314,6 +323,15 @@ impl Walker<'_> {
 
 /// Walks and checks every entry of `src` (or those its reference selects).
 pub fn inspect(src: &dyn ImageSource, source: &str) -> Result<Report> {
+    walk(src, source, None)
+}
+
+/// Walks and checks a registry image, with its referrers.
+pub fn inspect_registry(src: &RegistrySource, source: &str) -> Result<Report> {
+    walk(src, source, Some(src))
+}
+
+fn walk(src: &dyn ImageSource, source: &str, remote: Option<&RegistrySource>) -> Result<Report> {
     let top = parse::index(&src.index_json()?, "index.json")?.value;
     let mut w = Walker {
         src,
@@ -348,6 +366,7 @@ pub fn inspect(src: &dyn ImageSource, source: &str) -> Result<Report> {
             names: name.into_iter().collect(),
             images: Vec::new(),
             unattached: Vec::new(),
+            referrers: Vec::new(),
         };
         if image::is_index(&e.media_type) {
             w.index(&mut root);
@@ -360,20 +379,26 @@ pub fn inspect(src: &dyn ImageSource, source: &str) -> Result<Report> {
         roots.push(root);
     }
     let all_images: Vec<Image> = roots.iter().flat_map(|r| r.images.clone()).collect();
-    let referrers = detached
+    let mut alone: Vec<Attestation> = detached
         .into_iter()
         .map(|(e, at)| w.attestation(&e, &all_images, &at))
         .collect();
+    if let Some(remote) = remote {
+        alone.extend(referrers::collect(&mut w, &mut roots, remote));
+    }
     Ok(Report {
         source: source.to_string(),
         roots,
-        referrers,
+        referrers: alone,
         problems: w.problems,
     })
 }
 
 /// Opens `src` and inspects it.
-pub fn run(src: &ImageRef) -> Result<Report> {
-    let store = image::open(src)?;
+pub fn run(src: &ImageRef, opts: &RemoteOptions) -> Result<Report> {
+    if let ImageRef::Registry(r) = src {
+        return inspect_registry(&RegistrySource::open(r, opts)?, &src.to_string());
+    }
+    let store = image::open(src, opts)?;
     inspect(&*store, &src.to_string())
 }

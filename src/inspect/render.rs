@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use super::referrers::Referrer;
 use super::{Attestation, Image, Report, Root};
 use crate::json::{self, Object};
 use crate::oci::Descriptor;
@@ -56,6 +57,28 @@ fn image_text(out: &mut String, i: &Image, pad: &str) {
     for a in &i.attestations {
         attestation_text(out, a, &format!("{pad}  "));
     }
+    referrers_text(out, &i.referrers, &format!("{pad}  "));
+}
+
+fn referrers_text(out: &mut String, referrers: &[Referrer], pad: &str) {
+    for r in referrers {
+        let kind = if r.descriptor.artifact_type.is_empty() {
+            "-"
+        } else {
+            &r.descriptor.artifact_type
+        };
+        let _ = writeln!(
+            out,
+            "{pad}referrer {} ({kind}, {}, via {})",
+            r.descriptor.digest,
+            if r.in_index {
+                "in the index"
+            } else {
+                "detached"
+            },
+            r.via
+        );
+    }
 }
 
 fn root_text(out: &mut String, r: &Root) {
@@ -67,6 +90,7 @@ fn root_text(out: &mut String, r: &Root) {
     if !r.names.is_empty() {
         let _ = writeln!(out, "  names: {}", r.names.join(", "));
     }
+    referrers_text(out, &r.referrers, "  ");
     for i in &r.images {
         image_text(out, i, "  ");
     }
@@ -140,7 +164,21 @@ fn root_json(r: &Root) -> String {
         "unattached",
         &json::array(r.unattached.iter().map(attestation_json)),
     )
+    .raw("referrers", &referrers_json(&r.referrers))
     .finish()
+}
+
+fn referrers_json(referrers: &[Referrer]) -> String {
+    json::array(referrers.iter().map(|r| {
+        Object::new()
+            .str("mediaType", &r.descriptor.media_type)
+            .str("digest", &r.descriptor.digest)
+            .int("size", r.descriptor.size as i64)
+            .str("artifactType", &r.descriptor.artifact_type)
+            .str("via", &r.via)
+            .bool("inIndex", r.in_index)
+            .finish()
+    }))
 }
 
 fn image_json(i: &Image) -> String {
@@ -155,6 +193,7 @@ fn image_json(i: &Image) -> String {
             "attestations",
             &json::array(i.attestations.iter().map(attestation_json)),
         )
+        .raw("referrers", &referrers_json(&i.referrers))
         .finish()
 }
 

@@ -36,7 +36,9 @@ pub fn decoder<'a>(
 ) -> io::Result<Box<dyn Read + Send + 'a>> {
     Ok(match c {
         Compression::Uncompressed => r,
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(r))),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
+            io::BufReader::with_capacity(256 * 1024, r),
+        )),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(r)?),
     })
 }
@@ -61,7 +63,7 @@ impl<W: Write> Encoder for Plain<W> {
     }
 }
 
-impl<W: Write> Encoder for flate2::write::GzEncoder<W> {
+impl<W: Write> Encoder for super::pgzip::ParallelGz<W> {
     fn finish(self: Box<Self>) -> io::Result<()> {
         let mut w = (*self).finish()?;
         w.flush()
@@ -87,13 +89,20 @@ pub fn encoder<'a, W: Write + 'static>(
             let level = level.map_or(flate2::Compression::default(), |l| {
                 flate2::Compression::new(l.clamp(0, 9) as u32)
             });
-            Box::new(flate2::write::GzEncoder::new(w, level))
+            Box::new(super::pgzip::ParallelGz::new(w, level))
         }
         Compression::Zstd => {
             let level = level.map_or(3, |l| l.clamp(1, 22) as i32);
-            Box::new(zstd::stream::write::Encoder::new(w, level)?)
+            let mut e = zstd::stream::write::Encoder::new(w, level)?;
+            // zstd's own workers compress while this thread feeds and hashes.
+            e.multithread(cores())?;
+            Box::new(e)
         }
     })
+}
+
+fn cores() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
 
 /// Counts and hashes what passes through to the inner writer.

@@ -3,6 +3,7 @@
 //! temporary file. Everything streams; no layer is held in memory.
 
 pub mod codec;
+pub mod pgzip;
 pub mod tar_rewrite;
 
 use std::collections::BTreeMap;
@@ -177,6 +178,7 @@ fn convert_blob(
         .map_err(|_| io::Error::other("compressed writer lock poisoned"))?;
     let (digest, size, mut buf) = hw.finish();
     io::Write::flush(&mut buf)?;
-    buf.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    // No fsync: the file is scratch, removed when the export ends.
+    buf.into_inner().map_err(|e| e.into_error())?;
     Ok((path, digest, size, diff_id))
 }

@@ -278,6 +278,7 @@ impl Auth {
                 });
             }
             debug!(realm, attempt, error = %failure, "token request failed; retrying");
+            crate::metrics::global().registry_retry();
             tokio::time::sleep(retry.delay(attempt - 1, None)).await;
         }
     }

@@ -121,6 +121,35 @@ impl RegistryClient {
         }
     }
 
+    /// The size of a blob in `repo` (from a HEAD), or None when it is absent.
+    pub async fn blob_size(&self, repo: &str, digest: &str) -> Result<Option<u64>> {
+        let scope = pull_scope(repo);
+        let resp = self
+            .request(Call {
+                method: Method::HEAD,
+                url: self.url(&format!("/v2/{repo}/blobs/{digest}")),
+                scope: &scope,
+                headers: Vec::new(),
+                body: Bytes::new(),
+            })
+            .await?;
+        match resp.status() {
+            s if s.is_success() => resp
+                .headers()
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    RegistryError::Invalid(format!(
+                        "HEAD blob {digest} in {repo}: no Content-Length"
+                    ))
+                }),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(Self::unexpected(format!("HEAD blob {digest} in {repo}"), resp).await),
+        }
+    }
+
     /// Pushes one blob: nothing when present, a mount from `mount_from` when
     /// possible, else an upload read through `src`.
     pub async fn push_blob(

@@ -305,6 +305,7 @@ impl RegistryClient {
             return Err(self.unavailable(*attempt, detail));
         }
         let wait = policy.delay(*attempt - 1, after);
+        crate::metrics::global().registry_retry();
         debug!(registry = %self.inner.host, attempt = *attempt, ?wait, error = %detail, "retrying");
         tokio::time::sleep(wait).await;
         Ok(())

@@ -25,6 +25,7 @@ use super::transport;
 use super::{Call, RegistryClient};
 use crate::json::{self, Object};
 use crate::oci::{self, Descriptor};
+use crate::options::ReferrersFallback;
 
 /// Read-modify-write rounds before giving up on the fallback tag.
 const FALLBACK_ROUNDS: u32 = 8;
@@ -72,6 +73,12 @@ pub fn referrer_descriptor(desc: &Descriptor, manifest: &[u8]) -> Result<Descrip
         }
     }
     Ok(d)
+}
+
+/// The `subject.digest` of a manifest, if it names one.
+pub fn subject_of(manifest: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(manifest).ok()?;
+    v.pointer("/subject/digest")?.as_str().map(String::from)
 }
 
 /// The digests an index lists.
@@ -185,6 +192,49 @@ impl RegistryClient {
             .get_manifest(repo, &fallback_tag(subject))
             .await?
             .map(|m| m.bytes))
+    }
+
+    /// Makes the manifests that name a subject findable as its referrers,
+    /// once they are in `repo`: nothing more when the registry indexed them
+    /// itself (`indexed`: it answered `OCI-Subject`) or answers the
+    /// referrers API, else (or always, by `policy`) each subject's fallback
+    /// tag lists them. Manifests without a subject are passed over. Returns
+    /// the fallback tags written.
+    pub async fn maintain_referrers(
+        &self,
+        repo: &str,
+        manifests: &[(Descriptor, Bytes)],
+        indexed: bool,
+        policy: ReferrersFallback,
+    ) -> Result<Vec<String>> {
+        let mut by_subject: std::collections::BTreeMap<String, Vec<Descriptor>> =
+            Default::default();
+        for (desc, bytes) in manifests {
+            if let Some(s) = subject_of(bytes) {
+                by_subject
+                    .entry(s)
+                    .or_default()
+                    .push(referrer_descriptor(desc, bytes)?);
+            }
+        }
+        let Some(first) = by_subject.keys().next() else {
+            return Ok(Vec::new());
+        };
+        let write = match policy {
+            ReferrersFallback::Never => false,
+            ReferrersFallback::Always => true,
+            ReferrersFallback::Auto => !indexed && !self.supports_referrers(repo, first).await?,
+        };
+        debug!(repo, indexed, write, "referrers");
+        let mut tags = Vec::new();
+        if !write {
+            return Ok(tags);
+        }
+        for (subject, descs) in &by_subject {
+            self.add_fallback_referrers(repo, subject, descs).await?;
+            tags.push(fallback_tag(subject));
+        }
+        Ok(tags)
     }
 
     /// Lists `add` in the fallback tag index of `subject`, keeping what it

@@ -11,12 +11,19 @@ use tonic::{Status, Streaming};
 use tracing::{info, Instrument};
 
 use super::output::{ChunkWriter, Events, CHANNEL_DEPTH};
+use super::service::next_chunk;
 use super::status::to_status;
 use crate::convert::{self, Form};
 use crate::error::ExportError;
 use crate::image::{archive::ArchiveSource, write::write_tar};
 use crate::proto::{self, export_event::Event};
 use crate::store::Store;
+
+/// A conversion's slot in the export queue and the limits it runs under.
+pub struct Admitted {
+    pub permit: tokio::sync::OwnedSemaphorePermit,
+    pub limits: crate::limits::Limits,
+}
 
 pub type ConvertStream = tokio_stream::wrappers::ReceiverStream<Result<proto::ExportEvent, Status>>;
 
@@ -26,10 +33,12 @@ pub async fn convert(
     store: Arc<Store>,
     mut input: Streaming<proto::ConvertRequest>,
     request_id: String,
+    admitted: Admitted,
 ) -> Result<ConvertStream, Status> {
+    let limits = admitted.limits;
+    let deadline = tokio::time::Instant::now() + limits.request_timeout;
     let invalid = |m: String| to_status(&ExportError::invalid("to", m));
-    let first = input
-        .message()
+    let first = next_chunk(&mut input, deadline, &limits, 0)
         .await?
         .ok_or_else(|| invalid("empty request: no message was sent".into()))?;
     let to: Form = first.to.parse().map_err(invalid)?;
@@ -45,7 +54,7 @@ pub async fn convert(
     loop {
         file.write_all(&chunk).await.map_err(internal)?;
         received += chunk.len() as u64;
-        match input.message().await? {
+        match next_chunk(&mut input, deadline, &limits, received).await? {
             Some(next) => chunk = next.chunk,
             None => break,
         }
@@ -55,10 +64,12 @@ pub async fn convert(
     info!(bytes = received, to = to.as_str(), "convert input received");
 
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-    let events = Events::new(tx, request_id);
+    let events = Events::new(tx, request_id).with_deadline(deadline.into_std());
     let span = tracing::Span::current();
+    let permit = admitted.permit;
     let task = tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
+        let _permit = permit;
         run(&path, to, events);
         // The spooled input goes when the conversion ends.
         drop(path);
@@ -96,6 +107,7 @@ fn run(path: &std::path::Path, to: Form, events: Events) {
             response.insert("changes".into(), changes.len().to_string());
             let _ = events.send(Event::Done(proto::ExportDone { response }));
         }
+        Err(_) if events.deadline_passed() => events.send_deadline_error(),
         Err(_) if events.is_closed() => info!("convert stopped: the client went away"),
         Err(e) => {
             info!(error = %e.message, "convert failed");

@@ -57,6 +57,9 @@ impl fmt::Display for ListenAddr {
 pub enum Listener {
     Unix(UnixListener, PathBuf),
     Tcp(TcpListener),
+    /// A unix socket passed by the supervisor (see `activation`): its file
+    /// belongs to the supervisor and is left in place on exit.
+    Activated(UnixListener),
 }
 
 impl Listener {
@@ -77,10 +80,25 @@ impl Listener {
         }
     }
 
+    /// Registers a socket taken over from the supervisor with the runtime.
+    pub fn from_inherited(socket: super::activation::Inherited) -> io::Result<Listener> {
+        use super::activation::Inherited;
+        Ok(match socket {
+            Inherited::Unix(l) => Listener::Activated(UnixListener::from_std(l)?),
+            Inherited::Tcp(l) => Listener::Tcp(TcpListener::from_std(l)?),
+        })
+    }
+
     /// The bound address, with the real port for `tcp://HOST:0`.
     pub fn local_addr(&self) -> io::Result<ListenAddr> {
         Ok(match self {
             Listener::Unix(_, p) => ListenAddr::Unix(p.clone()),
+            Listener::Activated(l) => ListenAddr::Unix(
+                l.local_addr()?
+                    .as_pathname()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default(),
+            ),
             Listener::Tcp(l) => ListenAddr::Tcp(l.local_addr()?.to_string()),
         })
     }

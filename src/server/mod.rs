@@ -1,19 +1,29 @@
 //! The gRPC server: a thin shell over the library.
 //!
 //! - [`listen`]: where to listen (unix socket or TCP) and binding safely.
+//! - [`activation`]: a listening socket passed by systemd (`LISTEN_FDS`).
+//! - [`inflight`]: the in-flight request gauge, as a tower layer.
 //! - [`service`]: the `Exporter` handlers (protobuf <-> model, store, core).
 //! - [`convert`]: the `Convert` handler (tar in, converted tar out).
 //! - [`output`]: export output as bounded 1 MiB chunks with backpressure.
 //! - [`request_id`]: the tower layer for request ids and per-request spans.
+//! - [`admission`]: the request limit and the export queue (overload is
+//!   refused at once); [`flags`]: the `serve` flags for limits and TLS.
+//! - [`security`]: socket group, TLS and mutual TLS, exposure warnings.
 //! - [`status`]: export errors as gRPC statuses with field violations.
 //!
 //! Besides the exporter the server answers `grpc.health.v1` and server
 //! reflection. Cross-cutting limits are tower layers around all of them.
 
+pub mod activation;
+pub mod admission;
 pub mod convert;
+pub mod flags;
+pub mod inflight;
 pub mod listen;
 pub mod output;
 pub mod request_id;
+pub mod security;
 pub mod service;
 pub mod status;
 
@@ -23,26 +33,43 @@ use std::sync::Arc;
 
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::transport::Server;
-use tower::limit::GlobalConcurrencyLimitLayer;
 use tracing::{info, warn};
 
 pub use listen::{ListenAddr, Listener, DEFAULT_LISTEN};
 
+use crate::limits::Limits;
 use crate::proto::exporter_server::ExporterServer;
 use crate::store::Store;
-use crate::wire::MAX_MESSAGE_SIZE;
+use admission::AdmissionLayer;
+use inflight::InFlightLayer;
 use request_id::RequestIdLayer;
 use service::ExporterService;
 
 /// The default state directory of `oxport serve`.
 pub const DEFAULT_STATE: &str = "/var/lib/oxport";
 
-/// Requests handled at once across all connections. Streaming exports
-/// count only until their stream starts; exports have their own slots.
-const MAX_CONCURRENT_REQUESTS: usize = 256;
+/// How the server runs: limits, shutdown and transport security.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub limits: Limits,
+    /// How long shutdown waits for in-flight requests before cancelling them.
+    pub shutdown_grace: std::time::Duration,
+    /// The group that owns the unix socket file.
+    pub socket_group: Option<String>,
+    /// TLS (and mutual TLS) on a TCP listener.
+    pub tls: Option<security::ServerTls>,
+}
 
-/// How long shutdown waits for in-flight requests.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            limits: Limits::default(),
+            shutdown_grace: std::time::Duration::from_secs(10),
+            socket_group: None,
+            tls: None,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -54,18 +81,29 @@ pub enum ServeError {
     Reflection(String),
 }
 
-/// Serves on a bound listener until `shutdown` completes, then removes the
-/// unix socket file.
+/// Serves on a bound listener with the default options until `shutdown`
+/// completes, then removes the unix socket file.
 pub async fn serve(
     listener: Listener,
     state: &Path,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    serve_with(listener, state, &ServeOptions::default(), shutdown).await
+}
+
+/// Serves on a bound listener until `shutdown` completes, then removes the
+/// unix socket file.
+pub async fn serve_with(
+    listener: Listener,
+    state: &Path,
+    opts: &ServeOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let limits = opts.limits;
     let store = Arc::new(Store::open(state)?);
-    let max_exports = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let exporter = ExporterServer::new(ExporterService::new(store, max_exports))
-        .max_decoding_message_size(MAX_MESSAGE_SIZE)
-        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let exporter = ExporterServer::new(ExporterService::new(store, limits))
+        .max_decoding_message_size(limits.max_message_size)
+        .max_encoding_message_size(limits.max_message_size);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -83,9 +121,33 @@ pub async fn serve(
         .build_v1alpha()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
 
-    let router = Server::builder()
+    let mut builder = Server::builder()
+        .initial_stream_window_size(crate::wire::STREAM_WINDOW)
+        .initial_connection_window_size(crate::wire::CONNECTION_WINDOW)
+        .max_frame_size(crate::wire::MAX_FRAME_SIZE);
+    match (&listener, &opts.tls) {
+        (Listener::Tcp(_), Some(tls)) => {
+            builder = builder.tls_config(tls.config()?)?;
+            info!(mutual = tls.client_ca.is_some(), "TLS enabled");
+        }
+        (Listener::Tcp(l), None) => security::warn_if_exposed(&l.local_addr()?, false),
+        (_, Some(_)) => {
+            return Err(ServeError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "TLS applies to TCP listeners only",
+            )))
+        }
+        (Listener::Unix(_, path), None) => {
+            if let Some(group) = &opts.socket_group {
+                security::set_socket_group(path, group)?;
+            }
+        }
+        _ => {}
+    }
+    let router = builder
         .layer(RequestIdLayer)
-        .layer(GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT_REQUESTS))
+        .layer(InFlightLayer)
+        .layer(AdmissionLayer::new(limits.max_concurrent_requests))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -103,10 +165,11 @@ pub async fn serve(
             .await;
         let _ = stopping_tx.send(true);
     };
+    let shutdown_grace = opts.shutdown_grace;
     let grace = async move {
         let _ = stopping.wait_for(|s| *s).await;
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
-        warn!("in-flight requests did not finish within {SHUTDOWN_GRACE:?}; stopping anyway");
+        tokio::time::sleep(shutdown_grace).await;
+        warn!("in-flight requests did not finish within {shutdown_grace:?} (--shutdown-grace); cancelling them");
     };
     let (result, socket) = match listener {
         Listener::Tcp(l) => {
@@ -116,6 +179,10 @@ pub async fn serve(
         Listener::Unix(l, path) => {
             let serve = router.serve_with_incoming_shutdown(UnixListenerStream::new(l), signal);
             (finish_within(serve, grace).await, Some(path))
+        }
+        Listener::Activated(l) => {
+            let serve = router.serve_with_incoming_shutdown(UnixListenerStream::new(l), signal);
+            (finish_within(serve, grace).await, None)
         }
     };
     if let Some(path) = socket {

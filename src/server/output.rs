@@ -7,6 +7,7 @@
 //! the next write fails, and the core stops.
 
 use std::io::{self, Write};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tonic::Status;
@@ -21,32 +22,84 @@ pub type EventSender = mpsc::Sender<Result<ExportEvent, Status>>;
 /// an export holds for a slow client.
 pub const CHANNEL_DEPTH: usize = 4;
 
-/// Sends events from blocking code. Errors once the client went away.
+/// Sends events from blocking code. Errors once the client went away, or
+/// once the request deadline passed (a client that stops reading cannot
+/// hold an export slot beyond it).
 #[derive(Clone)]
 pub struct Events {
     tx: EventSender,
     request_id: String,
+    deadline: Option<(Instant, tokio::runtime::Handle)>,
 }
+
+/// How long the error that ends a request past its deadline may wait to be sent.
+const LAST_WORD: Duration = Duration::from_secs(5);
 
 impl Events {
     pub fn new(tx: EventSender, request_id: String) -> Self {
-        Events { tx, request_id }
+        Events {
+            tx,
+            request_id,
+            deadline: None,
+        }
+    }
+
+    /// Bounds every send by `deadline`; needs to be called on the runtime.
+    pub fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = tokio::runtime::Handle::try_current()
+            .ok()
+            .map(|h| (deadline, h));
+        self
+    }
+
+    pub fn deadline_passed(&self) -> bool {
+        self.deadline
+            .as_ref()
+            .is_some_and(|(d, _)| Instant::now() >= *d)
+    }
+
+    fn deliver(&self, item: Result<ExportEvent, Status>, until: Option<Instant>) -> io::Result<()> {
+        let gone = || io::Error::new(io::ErrorKind::BrokenPipe, "the client went away");
+        match (&self.deadline, until) {
+            (Some((deadline, handle)), until) => {
+                let until = tokio::time::Instant::from_std(until.unwrap_or(*deadline));
+                match handle.block_on(tokio::time::timeout_at(until, self.tx.send(item))) {
+                    Ok(r) => r.map_err(|_| gone()),
+                    Err(_) => Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the request deadline passed (--request-timeout)",
+                    )),
+                }
+            }
+            (None, _) => self.tx.blocking_send(item).map_err(|_| gone()),
+        }
     }
 
     pub fn send(&self, event: Event) -> io::Result<()> {
+        if self.deadline_passed() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the request deadline passed (--request-timeout)",
+            ));
+        }
         let msg = ExportEvent {
             request_id: self.request_id.clone(),
             event: Some(event),
         };
-        self.tx
-            .blocking_send(Ok(msg))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
+        self.deliver(Ok(msg), None)
     }
 
     pub fn send_error(&self, status: Status) -> io::Result<()> {
-        self.tx
-            .blocking_send(Err(status))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
+        self.deliver(Err(status), Some(Instant::now() + LAST_WORD))
+    }
+
+    /// Ends the stream with DEADLINE_EXCEEDED, if the client still listens.
+    pub fn send_deadline_error(&self) {
+        let e = crate::error::ExportError::new(
+            crate::error::ErrorKind::DeadlineExceeded,
+            "the request did not finish within its deadline (--request-timeout)",
+        );
+        let _ = self.send_error(super::status::to_status(&e));
     }
 
     pub fn progress(&self, p: &Progress) {
@@ -86,6 +139,7 @@ impl ChunkWriter {
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_SIZE));
         self.sent += chunk.len() as u64;
+        crate::metrics::global().add_bytes_out(chunk.len() as u64);
         self.events.send(Event::Chunk(chunk))
     }
 }

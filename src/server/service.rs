@@ -8,16 +8,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn, Instrument};
 
+use super::admission::ExportQueue;
 use super::output::{ChunkWriter, Events, CHANNEL_DEPTH};
 use super::request_id::RequestId;
 use super::status::to_status;
 use crate::error::{ErrorKind, ExportError};
 use crate::export::{self, ExportEnv};
+use crate::limits::{self, Limits};
+use crate::metrics::{self, Outcome};
 use crate::model;
 use crate::proto::{self, export_event::Event, exporter_server::Exporter};
 use crate::store::{parse_digest, Ingest, RefLock, Store};
@@ -28,16 +31,23 @@ const REF_LOCK_WAIT: Duration = Duration::from_secs(60);
 
 pub struct ExporterService {
     store: Arc<Store>,
-    /// Exports running at once; more wait their turn.
-    export_slots: Arc<Semaphore>,
+    limits: Limits,
+    /// Exports and conversions running at once, and a bounded line of more.
+    queue: Arc<ExportQueue>,
 }
 
 impl ExporterService {
-    pub fn new(store: Arc<Store>, max_exports: usize) -> Self {
+    pub fn new(store: Arc<Store>, limits: Limits) -> Self {
         ExporterService {
             store,
-            export_slots: Arc::new(Semaphore::new(max_exports.max(1))),
+            limits,
+            queue: Arc::new(ExportQueue::new(limits.export_slots(), limits.export_queue)),
         }
+    }
+
+    /// When a request that starts now must be done.
+    fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.limits.request_timeout
     }
 
     /// Runs blocking store work off the async threads.
@@ -101,7 +111,12 @@ impl Exporter for ExporterService {
     ) -> Result<Response<proto::ResolveOptionsResponse>, Status> {
         let request_id = RequestId::of(&request);
         let r = request.into_inner();
-        let attrs = r.attrs.into_iter().collect();
+        let attrs: std::collections::BTreeMap<String, String> = r.attrs.into_iter().collect();
+        crate::annotations::check_sizes(
+            attrs.iter().map(|(k, v)| (k.as_str(), v.len())),
+            self.limits.max_annotation_size,
+        )
+        .map_err(|e| to_status(&e))?;
         let effective = export::resolve_options(&r.exporter, &attrs, r.compatibility_version)
             .map_err(|e| to_status(&e))?;
         Ok(Response::new(proto::ResolveOptionsResponse {
@@ -116,7 +131,10 @@ impl Exporter for ExporterService {
     ) -> Result<Response<proto::MissingBlobsResponse>, Status> {
         let request_id = RequestId::of(&request);
         let digests = request.into_inner().digests;
+        let asked: std::collections::HashSet<String> = digests.iter().cloned().collect();
         let missing = self.blocking(move |s| s.missing(&digests)).await?;
+        let present = asked.iter().filter(|d| !missing.contains(d)).count();
+        metrics::global().add_deduplicated(present as u64);
         Ok(Response::new(proto::MissingBlobsResponse {
             request_id,
             missing,
@@ -148,17 +166,28 @@ impl Exporter for ExporterService {
         request: Request<Streaming<proto::WriteBlobRequest>>,
     ) -> Result<Response<proto::WriteBlobResponse>, Status> {
         let request_id = RequestId::of(&request);
+        let deadline = self.deadline();
         let mut stream = request.into_inner();
-        let first = stream.message().await?.ok_or_else(|| {
-            to_status(&ExportError::invalid(
-                "digest",
-                "empty upload: no message was sent",
-            ))
-        })?;
+        let first = next_chunk(&mut stream, deadline, &self.limits, 0)
+            .await?
+            .ok_or_else(|| {
+                to_status(&ExportError::invalid(
+                    "digest",
+                    "empty upload: no message was sent",
+                ))
+            })?;
         let digest = first.digest.clone();
         parse_digest("digest", &digest).map_err(|e| to_status(&e))?;
         let size = wire::non_negative("size", first.size).map_err(|e| to_status(&e))?;
         let offset = wire::non_negative("offset", first.offset).map_err(|e| to_status(&e))?;
+        if size > self.limits.max_blob_size {
+            return Err(to_status(&limits::exceeded(
+                "size",
+                format!("blob size {size}"),
+                self.limits.max_blob_size,
+                "max-blob-size",
+            )));
+        }
         let ref_ = if first.r#ref.is_empty() {
             digest.clone()
         } else {
@@ -179,27 +208,62 @@ impl Exporter for ExporterService {
         let ingest = self
             .blocking(move |s| s.begin_write(&l, &d, size, offset))
             .await?;
-        let Some(mut ingest) = ingest else {
+        let Some(ingest) = ingest else {
+            metrics::global().add_deduplicated(1);
             return Ok(Response::new(response(true, true, size)));
         };
 
+        // A client that cancels drops this handler mid-await; say so.
+        let mut unfinished = Unfinished(Some(digest.clone()));
         let mut data = first.data;
+        let mut received = data.len() as u64;
+        // Each chunk is written and hashed on the blocking pool while the
+        // next one is received: the one pass over the bytes overlaps the
+        // network.
+        let mut writing: Option<WriteTask> = None;
+        let mut idle = Some(ingest);
         loop {
             if !data.is_empty() {
-                ingest = self.blocking(move |_| write_chunk(ingest, data)).await?;
+                metrics::global().add_bytes_in(data.len() as u64);
+                let ingest = match writing.take() {
+                    Some(w) => joined(w).await?,
+                    None => idle
+                        .take()
+                        .ok_or_else(|| Status::internal("upload state lost"))?,
+                };
+                writing = Some(tokio::task::spawn_blocking(move || {
+                    write_chunk(ingest, data)
+                }));
             }
-            match stream.message().await {
-                Ok(Some(next)) => data = next.data,
+            match next_chunk(&mut stream, deadline, &self.limits, received).await {
+                Ok(Some(next)) => {
+                    received += next.data.len() as u64;
+                    data = next.data;
+                }
                 Ok(None) => break,
                 Err(status) => {
                     // The bytes written so far stay for a resume.
-                    info!(%digest, held = ingest.offset(), "upload interrupted");
+                    unfinished.0 = None;
+                    let held = match writing.take() {
+                        Some(w) => joined(w).await.map_or(0, |i| i.offset()),
+                        None => idle.as_ref().map_or(0, Ingest::offset),
+                    };
+                    info!(%digest, held, code = ?status.code(), "upload interrupted");
                     return Err(status);
                 }
             }
         }
+        unfinished.0 = None;
+        let ingest = match writing.take() {
+            Some(w) => joined(w).await?,
+            None => idle
+                .take()
+                .ok_or_else(|| Status::internal("upload state lost"))?,
+        };
         let held = ingest.offset();
         if held < ingest.size() {
+            // tonic reports a client's cancel as the end of the stream.
+            info!(%digest, held, size, "upload ended short (cancelled by the client, or to be resumed)");
             return Ok(Response::new(response(false, false, held)));
         }
         self.blocking(move |_| ingest.commit()).await?;
@@ -215,9 +279,17 @@ impl Exporter for ExporterService {
         request: Request<Streaming<proto::ConvertRequest>>,
     ) -> Result<Response<Self::ConvertStream>, Status> {
         let request_id = RequestId::of(&request);
-        let stream =
-            super::convert::convert(Arc::clone(&self.store), request.into_inner(), request_id)
-                .await?;
+        let permit = self.queue.admit(self.deadline()).await?;
+        let stream = super::convert::convert(
+            Arc::clone(&self.store),
+            request.into_inner(),
+            request_id,
+            super::convert::Admitted {
+                permit,
+                limits: self.limits,
+            },
+        )
+        .await?;
         Ok(Response::new(stream))
     }
 
@@ -235,18 +307,17 @@ impl Exporter for ExporterService {
             .map_err(|e| to_status(&e))?;
         self.check_blobs(&req.result)?;
 
-        let permit = Arc::clone(&self.export_slots)
-            .acquire_owned()
-            .await
-            .map_err(|_| Status::unavailable("the server is shutting down"))?;
+        let deadline = self.deadline();
+        let permit = self.queue.admit(deadline).await?;
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-        let events = Events::new(tx, request_id);
+        let events = Events::new(tx, request_id).with_deadline(deadline.into_std());
         let store = Arc::clone(&self.store);
+        let limits = self.limits;
         let span = tracing::Span::current();
         let task = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
             let _permit = permit;
-            run_export(&store, &req, events);
+            run_export(&store, &req, limits, events);
         });
         tokio::spawn(
             async move {
@@ -260,13 +331,113 @@ impl Exporter for ExporterService {
     }
 }
 
+/// The next message of an upload stream, within the request deadline and
+/// the bytes one stream may carry (`received` so far).
+pub(crate) async fn next_chunk<T: prost::Message + Default + HasData>(
+    stream: &mut Streaming<T>,
+    deadline: tokio::time::Instant,
+    lim: &Limits,
+    received: u64,
+) -> Result<Option<T>, Status> {
+    let msg = match tokio::time::timeout_at(deadline, stream.message()).await {
+        Err(_) => {
+            return Err(to_status(
+                &ExportError::new(
+                    ErrorKind::DeadlineExceeded,
+                    format!(
+                        "the upload did not finish within the request deadline of {:?} \
+                         (--request-timeout); the bytes received are kept for a resume",
+                        lim.request_timeout
+                    ),
+                )
+                .with_field("data"),
+            ))
+        }
+        Ok(Err(s)) if s.code() == tonic::Code::OutOfRange => {
+            // tonic's "decoded message length too large".
+            return Err(to_status(
+                &ExportError::new(
+                    ErrorKind::ResourceExhausted,
+                    format!(
+                        "an upload message is too large (--max-message-size): {}",
+                        s.message()
+                    ),
+                )
+                .with_field("data"),
+            ));
+        }
+        Ok(r) => r?,
+    };
+    if let Some(m) = &msg {
+        let total = received + m.data_len() as u64;
+        if total > lim.max_upload_bytes {
+            return Err(to_status(&limits::exceeded(
+                "data",
+                format!("an upload stream of {total} bytes"),
+                lim.max_upload_bytes,
+                "max-upload-bytes",
+            )));
+        }
+    }
+    Ok(msg)
+}
+
+/// Logs an upload whose handler was dropped before it ended: the client
+/// cancelled the call or the connection broke. The bytes stay for a resume.
+struct Unfinished(Option<String>);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(digest) = self.0.take() {
+            info!(%digest, "upload interrupted: the client cancelled or went away");
+        }
+    }
+}
+
+/// Upload messages that carry bytes.
+pub(crate) trait HasData {
+    fn data_len(&self) -> usize;
+}
+
+impl HasData for proto::WriteBlobRequest {
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+impl HasData for proto::ConvertRequest {
+    fn data_len(&self) -> usize {
+        self.chunk.len()
+    }
+}
+
+type WriteTask = tokio::task::JoinHandle<crate::error::Result<Ingest>>;
+
+async fn joined(task: WriteTask) -> Result<Ingest, Status> {
+    task.await
+        .map_err(|e| Status::internal(format!("store task failed: {e}")))?
+        .map_err(|e| to_status(&e))
+}
+
 fn write_chunk(mut ingest: Ingest, data: Vec<u8>) -> crate::error::Result<Ingest> {
     ingest.write(&data)?;
     Ok(ingest)
 }
 
 /// One export on the blocking pool; its scratch directory goes when it ends.
-fn run_export(store: &Store, req: &model::ExportRequest, events: Events) {
+fn run_export(store: &Store, req: &model::ExportRequest, limits: Limits, events: Events) {
+    let started = Instant::now();
+    let _in_flight = metrics::global().export_started();
+    let outcome = run_export_inner(store, req, limits, events);
+    metrics::global().export_finished(&req.exporter, outcome, started.elapsed());
+}
+
+fn run_export_inner(
+    store: &Store,
+    req: &model::ExportRequest,
+    limits: Limits,
+    events: Events,
+) -> Outcome {
     let started = Instant::now();
     let scratch = match tempfile::Builder::new()
         .prefix("export-")
@@ -275,12 +446,13 @@ fn run_export(store: &Store, req: &model::ExportRequest, events: Events) {
         Ok(dir) => dir,
         Err(e) => {
             let _ = events.send_error(to_status(&ExportError::from(e).context("scratch")));
-            return;
+            return Outcome::Error;
         }
     };
     let env = ExportEnv {
         blobs: store,
         scratch: scratch.path(),
+        limits,
     };
     let mut out = ChunkWriter::new(events.clone());
     let progress_events = events.clone();
@@ -302,12 +474,23 @@ fn run_export(store: &Store, req: &model::ExportRequest, events: Events) {
             });
             if events.send(done).is_err() {
                 info!("client went away before the response");
+                return Outcome::Cancelled;
             }
+            Outcome::Success
         }
-        Err(_) if events.is_closed() => info!("export stopped: the client went away"),
+        Err(_) if events.deadline_passed() => {
+            info!("export stopped: past the request deadline");
+            events.send_deadline_error();
+            Outcome::Error
+        }
+        Err(_) if events.is_closed() => {
+            info!("export stopped: the client went away");
+            Outcome::Cancelled
+        }
         Err(e) => {
             info!(code = ?e.kind, error = %e.message, "export failed");
             let _ = events.send_error(to_status(&e));
+            Outcome::Error
         }
     }
 }

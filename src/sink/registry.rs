@@ -13,7 +13,6 @@
 //! the calling thread serves it: it opens layer blobs on request and passes
 //! progress events on, until the task reports its end.
 
-use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -30,7 +29,7 @@ use crate::oci::Descriptor;
 use crate::options::ReferrersFallback;
 use crate::reference::Reference;
 use crate::registry::{
-    referrers, BlobOpen, BlobPush, BytesBlob, ClientOptions, RegistryClient, RegistryError,
+    BlobOpen, BlobPush, BytesBlob, ClientOptions, RegistryClient, RegistryError,
 };
 
 /// What the push needs besides the graph.
@@ -385,30 +384,16 @@ async fn maintain_fallback(
     repo: &str,
     indexed: bool,
 ) -> Result<(), RegistryError> {
-    let mut by_subject: BTreeMap<&str, Vec<Descriptor>> = BTreeMap::new();
-    for m in &plan.attestations {
-        if let Some(s) = &m.subject {
-            by_subject
-                .entry(s.as_str())
-                .or_default()
-                .push(referrers::referrer_descriptor(&m.desc, &m.bytes)?);
-        }
-    }
-    let Some(first) = by_subject.keys().next().copied() else {
-        return Ok(());
-    };
-    let write = match plan.fallback {
-        ReferrersFallback::Never => false,
-        ReferrersFallback::Always => true,
-        ReferrersFallback::Auto => !indexed && !client.supports_referrers(repo, first).await?,
-    };
-    debug!(repo, indexed, write, "referrers");
-    if !write {
-        return Ok(());
-    }
-    for (subject, descs) in &by_subject {
-        client.add_fallback_referrers(repo, subject, descs).await?;
-        info!(repo, tag = %referrers::fallback_tag(subject), listed = descs.len(), "referrers fallback tag");
+    let manifests: Vec<(Descriptor, Bytes)> = plan
+        .attestations
+        .iter()
+        .map(|m| (m.desc.clone(), m.bytes.clone()))
+        .collect();
+    for tag in client
+        .maintain_referrers(repo, &manifests, indexed, plan.fallback)
+        .await?
+    {
+        info!(repo, %tag, "referrers fallback tag");
     }
     Ok(())
 }

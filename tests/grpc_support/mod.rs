@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod corpus;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -35,27 +37,48 @@ pub struct ServerProc {
     pub addr: String,
     pub dir: tempfile::TempDir,
     lines: mpsc::Receiver<String>,
+    /// Lines read while waiting for the address announcement.
+    early: std::sync::Mutex<Vec<String>>,
 }
 
 impl ServerProc {
     /// Serves on a unix socket in a fresh directory.
     pub fn unix() -> ServerProc {
+        Self::unix_with(&[])
+    }
+
+    /// Serves on a unix socket with extra `oxport serve` flags.
+    pub fn unix_with(flags: &[&str]) -> ServerProc {
         let dir = tempfile::tempdir().unwrap();
         let addr = format!("unix://{}", dir.path().join("run/oxport.sock").display());
-        Self::start(dir, &addr, None)
+        Self::start(dir, &addr, None, flags)
     }
 
     /// Serves on 127.0.0.1 with a port the kernel picks.
     pub fn tcp() -> ServerProc {
-        let dir = tempfile::tempdir().unwrap();
-        Self::start(dir, "tcp://127.0.0.1:0", Some("listening on tcp://"))
+        Self::tcp_with("tcp://127.0.0.1:0", &[])
     }
 
-    fn start(dir: tempfile::TempDir, listen: &str, announce: Option<&str>) -> ServerProc {
+    /// Serves on a TCP address (port 0: the kernel picks) with extra flags.
+    pub fn tcp_with(listen: &str, flags: &[&str]) -> ServerProc {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start(dir, listen, Some("listening on tcp://"), flags)
+    }
+
+    fn start(
+        dir: tempfile::TempDir,
+        listen: &str,
+        announce: Option<&str>,
+        flags: &[&str],
+    ) -> ServerProc {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", listen, "--state"])
             .arg(dir.path().join("state"))
-            .env("RUST_LOG", "info")
+            .args(flags)
+            .env(
+                "RUST_LOG",
+                std::env::var("OXPORT_TEST_LOG").unwrap_or("info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -71,6 +94,7 @@ impl ServerProc {
                 }
             }
         });
+        let mut early = Vec::new();
         let addr = match announce {
             None => listen.to_string(),
             Some(prefix) => {
@@ -84,6 +108,7 @@ impl ServerProc {
                         let rest = &line[i + "listening on ".len()..];
                         break rest.split_whitespace().next().unwrap().to_string();
                     }
+                    early.push(line);
                 }
             }
         };
@@ -92,11 +117,18 @@ impl ServerProc {
             addr,
             dir,
             lines,
+            early: std::sync::Mutex::new(early),
         }
     }
 
     /// Waits for a server log line containing `text`.
     pub fn wait_for_line(&self, text: &str, timeout: Duration) -> String {
+        {
+            let mut early = self.early.lock().unwrap();
+            if let Some(i) = early.iter().position(|l| l.contains(text)) {
+                return early.drain(..=i).next_back().unwrap();
+            }
+        }
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());

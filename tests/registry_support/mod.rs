@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod fake;
+pub mod faults;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};

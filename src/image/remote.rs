@@ -1,0 +1,253 @@
+//! A registry image (`docker://REF`) as an image store.
+//!
+//! Manifests and blobs come through different registry calls, so the store
+//! walks the manifests when it opens (root by tag or digest, then the
+//! manifests an index lists) and keeps them in memory; they are small.
+//! Other blobs (layers, configs, statements) are streamed on request. The
+//! store's `index.json` lists the root once, named as an export names it.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use tracing::{debug, warn};
+
+use super::bridge::Bridge;
+use super::{is_index, parse, ImageSource};
+use crate::error::{ErrorKind, ExportError, Result};
+use crate::oci::{self, Descriptor};
+use crate::reference::Reference;
+use crate::registry::{referrers, ClientOptions, RegistryClient};
+
+/// How deep indexes may nest below the root.
+const MAX_DEPTH: usize = 4;
+
+/// How registry locations are reached.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteOptions {
+    /// Plain HTTP (loopback hosts always use it).
+    pub insecure: bool,
+}
+
+/// A `docker://` reference parsed and normalised.
+pub fn parse_ref(r: &str) -> Result<Reference> {
+    Reference::parse(r).map_err(|e| e.context(&format!("docker://{r}")))
+}
+
+/// A client of the reference's registry, with credentials as the push uses
+/// them (Docker config).
+pub fn client(r: &Reference, opts: &RemoteOptions, bridge: &Bridge) -> Result<RegistryClient> {
+    // The transport is built inside the runtime it will run on.
+    let _entered = bridge.handle().enter();
+    Ok(RegistryClient::new(
+        &r.domain,
+        ClientOptions {
+            insecure: opts.insecure,
+            ..ClientOptions::default()
+        },
+    )?)
+}
+
+/// Referrers of one subject and where the list came from.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// `referrers API` or `fallback tag <tag>`.
+    pub via: String,
+    pub manifests: Vec<Descriptor>,
+}
+
+pub struct RegistrySource {
+    bridge: Bridge,
+    client: RegistryClient,
+    reference: Reference,
+    root: Descriptor,
+    index_json: Vec<u8>,
+    /// Manifests read so far, by digest (verified by the client).
+    manifests: Mutex<HashMap<String, Bytes>>,
+}
+
+impl RegistrySource {
+    /// Resolves `r` and reads every manifest under it.
+    pub fn open(r: &str, opts: &RemoteOptions) -> Result<RegistrySource> {
+        let reference = parse_ref(r)?;
+        let bridge = Bridge::new()?;
+        let client = client(&reference, opts, &bridge)?;
+        let at = if reference.digest.is_empty() {
+            reference.tag.clone()
+        } else {
+            reference.digest.clone()
+        };
+        let (c, repo, a) = (client.clone(), reference.path.clone(), at.clone());
+        let fetched = bridge
+            .call(async move { c.get_manifest(&repo, &a).await })??
+            .ok_or_else(|| {
+                ExportError::new(ErrorKind::NotFound, format!("docker://{r}: no such image"))
+            })?;
+        let root = fetched.descriptor.clone();
+        // Named as an export names it, without the digest.
+        let mut name = reference.clone();
+        name.digest.clear();
+        let names: Vec<Reference> = if name.tag.is_empty() {
+            Vec::new()
+        } else {
+            vec![name]
+        };
+        let src = RegistrySource {
+            index_json: crate::sink::layout::index_json(&root, &names, &[]),
+            bridge,
+            client,
+            reference,
+            root: root.clone(),
+            manifests: Mutex::new(HashMap::from([(root.digest.clone(), fetched.bytes)])),
+        };
+        src.walk(&root, 0)?;
+        debug!(image = %src.reference.full(), root = %root.digest, manifests = src.manifests.lock().expect("manifest cache").len(), "registry image read");
+        Ok(src)
+    }
+
+    pub fn reference(&self) -> &Reference {
+        &self.reference
+    }
+
+    pub fn root(&self) -> &Descriptor {
+        &self.root
+    }
+
+    /// Reads the manifests an index lists (recursively); absent ones are
+    /// left for the callers' checks to report.
+    fn walk(&self, d: &Descriptor, depth: usize) -> Result<()> {
+        if !is_index(&d.media_type) {
+            return Ok(());
+        }
+        if depth > MAX_DEPTH {
+            return Err(ExportError::invalid(
+                &d.digest,
+                format!("{}: indexes nest deeper than {MAX_DEPTH}", d.digest),
+            ));
+        }
+        let Some(bytes) = self.cached(&d.digest) else {
+            return Ok(());
+        };
+        let idx = parse::index(&bytes, &d.digest)?.value;
+        for c in idx.manifests {
+            if is_index(&c.media_type) || is_manifest(&c.media_type) {
+                self.load(&c.digest)?;
+                self.walk(&c, depth + 1)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn cached(&self, digest: &str) -> Option<Bytes> {
+        self.manifests
+            .lock()
+            .expect("manifest cache")
+            .get(digest)
+            .cloned()
+    }
+
+    /// A manifest by digest, read once; None when the registry lacks it.
+    pub fn load(&self, digest: &str) -> Result<Option<Bytes>> {
+        if let Some(b) = self.cached(digest) {
+            return Ok(Some(b));
+        }
+        let (c, repo, d) = (
+            self.client.clone(),
+            self.reference.path.clone(),
+            digest.to_string(),
+        );
+        let Some(m) = self
+            .bridge
+            .call(async move { c.get_manifest(&repo, &d).await })??
+        else {
+            return Ok(None);
+        };
+        self.manifests
+            .lock()
+            .expect("manifest cache")
+            .insert(digest.to_string(), m.bytes.clone());
+        Ok(Some(m.bytes))
+    }
+
+    /// The manifests that name `subject`: from the referrers API when the
+    /// registry has it, else from the fallback tag. Their manifests are read
+    /// so the store serves them. None when neither lists anything.
+    pub fn referrers(&self, subject: &str) -> Result<Option<Listed>> {
+        let (c, repo, s) = (
+            self.client.clone(),
+            self.reference.path.clone(),
+            subject.to_string(),
+        );
+        let found = self.bridge.call(async move {
+            if let Some(b) = c.referrers(&repo, &s).await? {
+                return Ok(Some(("referrers API".to_string(), b)));
+            }
+            Ok::<_, crate::registry::RegistryError>(
+                c.fallback_referrers(&repo, &s)
+                    .await?
+                    .map(|b| (format!("fallback tag {}", referrers::fallback_tag(&s)), b)),
+            )
+        })??;
+        let Some((via, bytes)) = found else {
+            return Ok(None);
+        };
+        let manifests = parse::index(&bytes, &via)?.value.manifests;
+        for m in &manifests {
+            if self.load(&m.digest)?.is_none() {
+                warn!(%subject, referrer = %m.digest, %via, "a listed referrer is not in the repository");
+            }
+        }
+        Ok(Some(Listed { via, manifests }))
+    }
+}
+
+fn is_manifest(media_type: &str) -> bool {
+    media_type == oci::MT_OCI_MANIFEST || media_type == oci::MT_DOCKER_MANIFEST
+}
+
+impl ImageSource for RegistrySource {
+    fn index_json(&self) -> Result<Vec<u8>> {
+        Ok(self.index_json.clone())
+    }
+
+    fn blob_size(&self, digest: &str) -> Option<u64> {
+        if let Some(b) = self.cached(digest) {
+            return Some(b.len() as u64);
+        }
+        let (c, repo, d) = (
+            self.client.clone(),
+            self.reference.path.clone(),
+            digest.to_string(),
+        );
+        match self
+            .bridge
+            .call(async move { c.blob_size(&repo, &d).await })
+        {
+            Ok(Ok(size)) => size,
+            Ok(Err(e)) => {
+                warn!(%digest, error = %e, "blob size unknown");
+                None
+            }
+            Err(e) => {
+                warn!(%digest, error = %e.message, "blob size unknown");
+                None
+            }
+        }
+    }
+
+    fn open_blob(&self, digest: &str) -> Result<Box<dyn Read + Send>> {
+        if let Some(b) = self.cached(digest) {
+            return Ok(Box::new(io::Cursor::new(b)));
+        }
+        Ok(Box::new(self.bridge.blob_reader(
+            self.client.clone(),
+            self.reference.path.clone(),
+            digest.to_string(),
+        )?))
+    }
+
+    fn extra_file(&self, _name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+}

@@ -1,0 +1,124 @@
+//! The image's one layer: a USTAR tar (Go `archive/tar` bytes, through the
+//! sink's own writer) holding the binary at `usr/local/bin/oxport`, gzipped.
+//! Both digests are computed while the bytes stream to the file.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use sha2::{Digest, Sha256};
+
+use crate::sink::tar::TarWriter;
+
+/// Where the binary lives in the image.
+pub const BINARY_PATH: &str = "usr/local/bin/oxport";
+
+/// A written layer blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerBlob {
+    /// `sha256:` of the gzip bytes.
+    pub digest: String,
+    pub size: u64,
+    /// `sha256:` of the uncompressed tar.
+    pub diff_id: String,
+}
+
+/// A `Write` that hashes and counts what passes through.
+struct Hashing<W> {
+    inner: W,
+    hash: Sha256,
+    count: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn hashing<W>(inner: W) -> Hashing<W> {
+    Hashing {
+        inner,
+        hash: Sha256::new(),
+        count: 0,
+    }
+}
+
+/// Writes the layer holding `binary` to `dest`.
+pub fn write(binary: &Path, dest: &Path) -> io::Result<LayerBlob> {
+    let mut src = File::open(binary)?;
+    let size = src.metadata()?.len();
+    let compressed = hashing(BufWriter::new(File::create(dest)?));
+    // GzEncoder writes no name and a zero mtime: the bytes depend only on the input.
+    let gz = GzEncoder::new(compressed, Compression::default());
+    let mut tar = TarWriter::new(hashing(gz));
+    let parts: Vec<&str> = BINARY_PATH.split('/').collect();
+    for i in 1..parts.len() {
+        tar.dir(&format!("{}/", parts[..i].join("/")))?;
+    }
+    tar.file(BINARY_PATH, 0o755, size, &mut src, &mut |_| {})?;
+    let plain = tar.finish()?;
+    let diff_id = format!("sha256:{}", hex::encode(plain.hash.finalize()));
+    let mut compressed = plain.inner.finish()?;
+    compressed.flush()?;
+    Ok(LayerBlob {
+        digest: format!("sha256:{}", hex::encode(compressed.hash.finalize())),
+        size: compressed.count,
+        diff_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn layer_holds_the_binary_and_digests_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        let content: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&bin, &content).unwrap();
+        let blob = dir.path().join("layer");
+        let l = write(&bin, &blob).unwrap();
+
+        let gz = std::fs::read(&blob).unwrap();
+        assert_eq!(l.size, gz.len() as u64);
+        assert_eq!(
+            l.digest,
+            format!("sha256:{}", hex::encode(Sha256::digest(&gz)))
+        );
+        let mut tar = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut tar)
+            .unwrap();
+        assert_eq!(
+            l.diff_id,
+            format!("sha256:{}", hex::encode(Sha256::digest(&tar)))
+        );
+        // Three directory headers, then the file header and its data.
+        let names: Vec<String> = (0..4)
+            .map(|i| {
+                let h = &tar[i * 512..i * 512 + 100];
+                String::from_utf8_lossy(h)
+                    .trim_end_matches('\0')
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(names, ["usr/", "usr/local/", "usr/local/bin/", BINARY_PATH]);
+        assert_eq!(&tar[3 * 512 + 100..3 * 512 + 107], b"0000755");
+        assert_eq!(&tar[4 * 512..4 * 512 + content.len()], &content[..]);
+        // Same input, same bytes.
+        let again = write(&bin, &dir.path().join("again")).unwrap();
+        assert_eq!(again, l);
+    }
+}

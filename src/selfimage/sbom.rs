@@ -1,0 +1,261 @@
+//! An SPDX 2.3 document of the crate and its dependencies, from the
+//! `Cargo.lock` the binary was built with.
+//!
+//! The lock lists every package the workspace may build (all targets, all
+//! platforms); that over-approximates the binary, which is the safe side for
+//! an SBOM. Dependency edges come from each package's `dependencies` list.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+/// The lock file the crate was compiled with.
+pub const CARGO_LOCK: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock"));
+
+/// One `[[package]]` of a lock file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LockedPackage {
+    pub name: String,
+    pub version: String,
+    pub source: Option<String>,
+    pub checksum: Option<String>,
+    /// Entries as written: `name` or `name version`.
+    pub dependencies: Vec<String>,
+}
+
+/// Reads the `[[package]]` tables of a Cargo.lock (versions 3 and 4). Only
+/// the shape Cargo writes is understood: `key = "value"` lines and
+/// `dependencies = [` arrays with one quoted entry per line.
+pub fn parse_lock(text: &str) -> Vec<LockedPackage> {
+    let mut out = Vec::new();
+    let mut cur: Option<LockedPackage> = None;
+    let mut in_deps = false;
+    for line in text.lines().map(str::trim) {
+        if line == "[[package]]" {
+            out.extend(cur.take());
+            cur = Some(LockedPackage::default());
+            in_deps = false;
+            continue;
+        }
+        if line.starts_with('[') {
+            // Another table ([metadata], [[patch.unused]]): not a package.
+            out.extend(cur.take());
+            in_deps = false;
+            continue;
+        }
+        let Some(p) = cur.as_mut() else { continue };
+        if in_deps {
+            if line == "]" {
+                in_deps = false;
+            } else if let Some(dep) = unquote(line.trim_end_matches(',')) {
+                p.dependencies.push(dep);
+            }
+            continue;
+        }
+        let Some((key, value)) = line.split_once(" = ") else {
+            continue;
+        };
+        match key {
+            "name" => p.name = unquote(value).unwrap_or_default(),
+            "version" => p.version = unquote(value).unwrap_or_default(),
+            "source" => p.source = unquote(value),
+            "checksum" => p.checksum = unquote(value),
+            "dependencies" if value == "[" => in_deps = true,
+            "dependencies" => {
+                // A one-line array: dependencies = ["a", "b 1.0"].
+                let inner = value.trim_start_matches('[').trim_end_matches(']');
+                p.dependencies
+                    .extend(inner.split(',').filter_map(|d| unquote(d.trim())));
+            }
+            _ => {}
+        }
+    }
+    out.extend(cur);
+    out
+}
+
+fn unquote(s: &str) -> Option<String> {
+    s.strip_prefix('"')?.strip_suffix('"').map(str::to_string)
+}
+
+/// An SPDX id: letters, digits, `.` and `-` only.
+fn spdx_id(name: &str, version: &str) -> String {
+    let raw = format!("SPDXRef-Package-cargo-{name}-{version}");
+    raw.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// The SPDX document describing `root` (the crate the binary is built from).
+/// `namespace_key` makes the document namespace unique per binary (its
+/// digest); `created` is an RFC 3339 time.
+pub fn document(
+    packages: &[LockedPackage],
+    root: &str,
+    namespace_key: &str,
+    created: &str,
+) -> Value {
+    let version_of: BTreeMap<&str, Vec<&str>> =
+        packages.iter().fold(BTreeMap::new(), |mut m, p| {
+            m.entry(p.name.as_str())
+                .or_default()
+                .push(p.version.as_str());
+            m
+        });
+    // A dependency entry names a version only when the name is ambiguous.
+    let resolve = |entry: &str| -> Option<String> {
+        let mut parts = entry.split_whitespace();
+        let name = parts.next()?;
+        let version = match parts.next() {
+            Some(v) => v,
+            None => version_of.get(name)?.first()?,
+        };
+        Some(spdx_id(name, version))
+    };
+
+    let mut spdx_packages = Vec::new();
+    let mut relationships = Vec::new();
+    let root_pkg = packages
+        .iter()
+        .find(|p| p.name == root && p.source.is_none());
+    if let Some(r) = root_pkg {
+        relationships.push(json!({
+            "spdxElementId": "SPDXRef-DOCUMENT",
+            "relationshipType": "DESCRIBES",
+            "relatedSpdxElement": spdx_id(&r.name, &r.version),
+        }));
+    }
+    for p in packages {
+        let id = spdx_id(&p.name, &p.version);
+        let registry = p
+            .source
+            .as_deref()
+            .is_some_and(|s| s.starts_with("registry+"));
+        let download = if registry {
+            format!(
+                "https://crates.io/api/v1/crates/{}/{}/download",
+                p.name, p.version
+            )
+        } else {
+            "NOASSERTION".to_string()
+        };
+        let mut pkg = json!({
+            "name": p.name,
+            "SPDXID": id,
+            "versionInfo": p.version,
+            "downloadLocation": download,
+            "filesAnalyzed": false,
+            "licenseConcluded": "NOASSERTION",
+            "licenseDeclared": "NOASSERTION",
+            "copyrightText": "NOASSERTION",
+            "externalRefs": [{
+                "referenceCategory": "PACKAGE-MANAGER",
+                "referenceType": "purl",
+                "referenceLocator": format!("pkg:cargo/{}@{}", p.name, p.version),
+            }],
+        });
+        if let Some(sum) = &p.checksum {
+            pkg["checksums"] = json!([{"algorithm": "SHA256", "checksumValue": sum}]);
+        }
+        spdx_packages.push(pkg);
+        for dep in &p.dependencies {
+            if let Some(target) = resolve(dep) {
+                relationships.push(json!({
+                    "spdxElementId": id,
+                    "relationshipType": "DEPENDS_ON",
+                    "relatedSpdxElement": target,
+                }));
+            }
+        }
+    }
+    let version = root_pkg.map(|p| p.version.as_str()).unwrap_or("unknown");
+    json!({
+        "spdxVersion": "SPDX-2.3",
+        "dataLicense": "CC0-1.0",
+        "SPDXID": "SPDXRef-DOCUMENT",
+        "name": format!("{root}-{version}"),
+        "documentNamespace": format!("https://spdx.org/spdxdocs/{root}-{version}-{namespace_key}"),
+        "creationInfo": {
+            "created": created,
+            "creators": [format!("Tool: oxport-{}", env!("CARGO_PKG_VERSION"))],
+        },
+        "packages": spdx_packages,
+        "relationships": relationships,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOCK: &str = r#"
+version = 4
+
+[[package]]
+name = "a"
+version = "1.0.0"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+checksum = "abc"
+dependencies = [
+ "b 0.1.0",
+]
+
+[[package]]
+name = "b"
+version = "0.1.0"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+
+[[package]]
+name = "b"
+version = "0.2.0"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+
+[[package]]
+name = "me"
+version = "0.3.0"
+dependencies = ["a"]
+"#;
+
+    #[test]
+    fn parses_packages_and_edges() {
+        let pkgs = parse_lock(LOCK);
+        assert_eq!(pkgs.len(), 4);
+        assert_eq!(pkgs[0].dependencies, ["b 0.1.0"]);
+        assert_eq!(pkgs[0].checksum.as_deref(), Some("abc"));
+        assert_eq!(pkgs[3].source, None);
+        assert_eq!(pkgs[3].dependencies, ["a"]);
+
+        let doc = document(&pkgs, "me", "k", "2024-01-01T00:00:00Z");
+        assert_eq!(doc["name"], "me-0.3.0");
+        let rels = doc["relationships"].as_array().unwrap();
+        assert_eq!(
+            rels[0]["relatedSpdxElement"],
+            "SPDXRef-Package-cargo-me-0.3.0"
+        );
+        assert!(rels
+            .iter()
+            .any(|r| r["spdxElementId"] == "SPDXRef-Package-cargo-a-1.0.0"
+                && r["relatedSpdxElement"] == "SPDXRef-Package-cargo-b-0.1.0"));
+        assert!(rels
+            .iter()
+            .any(|r| r["spdxElementId"] == "SPDXRef-Package-cargo-me-0.3.0"
+                && r["relatedSpdxElement"] == "SPDXRef-Package-cargo-a-1.0.0"));
+    }
+
+    #[test]
+    fn the_crates_own_lock_is_read() {
+        let pkgs = parse_lock(CARGO_LOCK);
+        assert!(pkgs
+            .iter()
+            .any(|p| p.name == "oxport" && p.source.is_none()));
+        assert!(pkgs
+            .iter()
+            .any(|p| p.name == "tonic" && p.checksum.is_some()));
+    }
+}

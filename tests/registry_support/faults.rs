@@ -1,0 +1,243 @@
+//! An HTTP/1.1 proxy in front of the real registry that injects faults into
+//! chosen requests: connection resets, error statuses, 429 with
+//! `Retry-After`, stalls, and a 401 challenge in the middle of a push. It
+//! reads each request and response whole (Content-Length or chunked) so
+//! kept-alive connections keep working, and forwards everything else as is.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The connection is closed without an answer.
+    Reset,
+    /// An answer with this status and no body (500, 503).
+    Status(u16),
+    /// 429 with `Retry-After: 1`.
+    TooMany,
+    /// The answer is held back this long, then forwarded.
+    Stall(Duration),
+    /// 401 with the registry's Basic challenge, as if the credentials had
+    /// expired; the client must authenticate again.
+    Unauthorized,
+}
+
+impl Fault {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::Reset => "connection reset",
+            Fault::Status(500) => "500",
+            Fault::Status(503) => "503",
+            Fault::Status(_) => "5xx",
+            Fault::TooMany => "429 with Retry-After",
+            Fault::Stall(_) => "stall",
+            Fault::Unauthorized => "401 mid-push",
+        }
+    }
+}
+
+/// Injects `fault` into requests whose method is `method` and whose path
+/// contains `path`: after letting `skip` of them through, into the next
+/// `times` of them.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub method: &'static str,
+    pub path: String,
+    pub skip: usize,
+    pub times: usize,
+    pub fault: Fault,
+}
+
+struct State {
+    rules: Vec<(Rule, usize)>,
+    /// (fault kind, "METHOD path") of every injection, in order.
+    fired: Vec<(&'static str, String)>,
+}
+
+pub struct FaultProxy {
+    pub port: u16,
+    state: Arc<Mutex<State>>,
+}
+
+impl FaultProxy {
+    pub fn start(upstream: u16, rules: Vec<Rule>) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(State {
+            rules: rules.into_iter().map(|r| (r, 0)).collect(),
+            fired: Vec::new(),
+        }));
+        let st = Arc::clone(&state);
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let st = Arc::clone(&st);
+                std::thread::spawn(move || {
+                    let _ = serve(client, upstream, &st);
+                });
+            }
+        });
+        FaultProxy { port, state }
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The injections so far: (fault kind, "METHOD path").
+    pub fn fired(&self) -> Vec<(&'static str, String)> {
+        self.state.lock().unwrap().fired.clone()
+    }
+}
+
+/// One HTTP message as raw bytes, with what the proxy needs to know.
+struct Message {
+    head: String,
+    raw: Vec<u8>,
+}
+
+impl Message {
+    fn first_line(&self) -> &str {
+        self.head.lines().next().unwrap_or_default()
+    }
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+    })
+}
+
+/// Reads a head and, unless `no_body`, the body it announces. None at EOF.
+fn read_message(
+    r: &mut impl BufRead,
+    no_body: impl Fn(&str) -> bool,
+) -> std::io::Result<Option<Message>> {
+    let mut raw = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        if r.read_until(b'\n', &mut line)? == 0 {
+            return Ok(None);
+        }
+        raw.extend_from_slice(&line);
+        if line == b"\r\n" {
+            break;
+        }
+    }
+    let head = String::from_utf8_lossy(&raw).into_owned();
+    if no_body(&head) {
+        return Ok(Some(Message { head, raw }));
+    }
+    if header(&head, "transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        loop {
+            let mut size_line = Vec::new();
+            r.read_until(b'\n', &mut size_line)?;
+            raw.extend_from_slice(&size_line);
+            let text = String::from_utf8_lossy(&size_line);
+            let size = usize::from_str_radix(text.trim().split(';').next().unwrap_or("0"), 16)
+                .map_err(|_| std::io::Error::other("bad chunk size"))?;
+            if size == 0 {
+                // Trailers, then the empty line.
+                loop {
+                    let mut l = Vec::new();
+                    r.read_until(b'\n', &mut l)?;
+                    raw.extend_from_slice(&l);
+                    if l == b"\r\n" || l.is_empty() {
+                        break;
+                    }
+                }
+                break;
+            }
+            let mut chunk = vec![0u8; size + 2];
+            r.read_exact(&mut chunk)?;
+            raw.extend_from_slice(&chunk);
+        }
+    } else if let Some(n) = header(&head, "content-length").and_then(|v| v.parse::<usize>().ok()) {
+        let mut body = vec![0u8; n];
+        r.read_exact(&mut body)?;
+        raw.extend_from_slice(&body);
+    }
+    Ok(Some(Message { head, raw }))
+}
+
+fn pick(state: &Mutex<State>, method: &str, path: &str) -> Option<Fault> {
+    let mut st = state.lock().unwrap();
+    let mut chosen = None;
+    for (rule, seen) in st.rules.iter_mut() {
+        if rule.method != method || !path.contains(&rule.path) {
+            continue;
+        }
+        *seen += 1;
+        if chosen.is_none() && *seen > rule.skip && *seen <= rule.skip + rule.times {
+            chosen = Some(rule.fault);
+        }
+    }
+    if let Some(f) = chosen {
+        st.fired.push((f.kind(), format!("{method} {path}")));
+    }
+    chosen
+}
+
+fn answer(client: &mut TcpStream, status: u16, extra: &str) -> std::io::Result<()> {
+    let body = format!("{{\"errors\":[{{\"code\":\"INJECTED\",\"message\":\"fault {status}\"}}]}}");
+    write!(
+        client,
+        "HTTP/1.1 {status} Injected\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}\r\n{body}",
+        body.len()
+    )
+}
+
+fn serve(client: TcpStream, upstream: u16, state: &Mutex<State>) -> std::io::Result<()> {
+    let mut reader = BufReader::new(client.try_clone()?);
+    let mut client = client;
+    let mut up: Option<(TcpStream, BufReader<TcpStream>)> = None;
+    while let Some(req) = read_message(&mut reader, |_| false)? {
+        let mut parts = req.first_line().split(' ');
+        let method = parts.next().unwrap_or_default().to_string();
+        let path = parts.next().unwrap_or_default().to_string();
+        match pick(state, &method, &path) {
+            Some(Fault::Reset) => {
+                let _ = client.shutdown(Shutdown::Both);
+                return Ok(());
+            }
+            Some(Fault::Status(code)) => {
+                answer(&mut client, code, "")?;
+                continue;
+            }
+            Some(Fault::TooMany) => {
+                answer(&mut client, 429, "Retry-After: 1\r\n")?;
+                continue;
+            }
+            Some(Fault::Unauthorized) => {
+                answer(
+                    &mut client,
+                    401,
+                    "WWW-Authenticate: Basic realm=\"oxport-test\"\r\n",
+                )?;
+                continue;
+            }
+            Some(Fault::Stall(d)) => std::thread::sleep(d),
+            None => {}
+        }
+        if up.is_none() {
+            let s = TcpStream::connect(("127.0.0.1", upstream))?;
+            let r = BufReader::new(s.try_clone()?);
+            up = Some((s, r));
+        }
+        let (s, r) = up.as_mut().unwrap();
+        s.write_all(&req.raw)?;
+        let is_head = method == "HEAD";
+        let resp = read_message(r, |head| {
+            let code = head.split(' ').nth(1).unwrap_or_default();
+            is_head || code == "204" || code == "304" || code.starts_with('1')
+        })?
+        .ok_or_else(|| std::io::Error::other("the registry closed the connection"))?;
+        client.write_all(&resp.raw)?;
+        if header(&resp.head, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close")) {
+            up = None;
+        }
+    }
+    Ok(())
+}
