@@ -32,6 +32,12 @@ pub fn secs(t: Duration) -> String {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this
+    // target without it, and must not start a run of several gigabytes.
+    if !args.iter().any(|a| a == "--bench") {
+        println!("throughput: run with `cargo bench --bench throughput` or `bash benches/run.sh`");
+        return;
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let only: Vec<&str> = args
         .iter()
