@@ -457,24 +457,33 @@ async fn overload_is_refused_at_once_and_an_abandoned_download_frees_its_slot() 
     )
     .await;
 
-    // An upload that stays open takes the second request slot.
-    let (tx, rx) = mpsc::channel(1);
+    // An upload that stays open takes the second request slot. The refused
+    // export above may still hold its slot for a moment, so an upload that
+    // is itself refused is opened again.
     let d = digest_of(b"0123456789");
-    tx.send(proto::WriteBlobRequest {
-        digest: d.clone(),
-        size: 10,
-        data: b"01234".to_vec(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let open_upload = {
+    let open = |rpc: &ExporterClient<Channel>| {
+        let (tx, rx) = mpsc::channel(1);
+        let first = proto::WriteBlobRequest {
+            digest: d.clone(),
+            size: 10,
+            data: b"01234".to_vec(),
+            ..Default::default()
+        };
         let mut rpc = rpc.clone();
-        tokio::spawn(async move { rpc.write_blob(ReceiverStream::new(rx)).await })
+        let task = tokio::spawn(async move {
+            tx.send(first).await.unwrap();
+            let r = rpc.write_blob(ReceiverStream::new(rx)).await;
+            (tx, r)
+        });
+        task
     };
+    let mut open_upload = open(&rpc);
     let name = "requests over --max-concurrent-requests";
     let guard = Instant::now() + Duration::from_secs(30);
     let status = loop {
+        if open_upload.is_finished() {
+            open_upload = open(&rpc);
+        }
         // The upload may not have reached the server yet: ask until it has.
         match rpc
             .missing_blobs(proto::MissingBlobsRequest {
@@ -504,7 +513,6 @@ async fn overload_is_refused_at_once_and_an_abandoned_download_frees_its_slot() 
     // Abandon the download: the export stops and frees its slots.
     drop(held);
     open_upload.abort();
-    drop(tx);
     let line = server.wait_for_line("the client went away", Duration::from_secs(60));
     assert!(line.contains("export"), "{line}");
     let name = "export after an abandoned download";
