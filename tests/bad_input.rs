@@ -6,7 +6,7 @@
 mod grpc_support;
 
 use grpc_support::corpus::{
-    attrs, check, export_error, health, intoto, layer_edit, meta, tiny_layer, with_attestation,
+    attrs, check, export_error, health, intoto, layer_edit, meta, upload_base, with_attestation,
     Base,
 };
 use grpc_support::{digest_of, ServerProc};
@@ -436,20 +436,7 @@ fn export_cases(b: &Base) -> Vec<Case> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_corpus() {
     let server = ServerProc::unix();
-    let mut client = server.client().await;
-    let (blob, digest, size, diff_id) = tiny_layer();
-    let path = server.dir.path().join("layer.blob");
-    std::fs::write(&path, &blob).unwrap();
-    client
-        .upload_blob(&digest, size as u64, &path)
-        .await
-        .expect("upload the base layer");
-    let base = Base {
-        digest,
-        size,
-        diff_id,
-    };
-    let channel = client.channel();
+    let (base, channel) = upload_base(&server).await;
     let mut raw = ExporterClient::new(channel.clone())
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(128 << 20);

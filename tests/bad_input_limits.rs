@@ -10,7 +10,7 @@ mod grpc_support;
 use std::time::{Duration, Instant};
 
 use grpc_support::corpus::{
-    attrs, check, export_error, health, intoto, meta, tiny_layer, with_attestation, Base,
+    attrs, check, export_error, health, intoto, meta, upload_base, with_attestation, Base,
 };
 use grpc_support::{blob, digest_of, ServerProc};
 use oxport::proto::{self, exporter_client::ExporterClient};
@@ -47,24 +47,6 @@ fn raw(channel: Channel) -> ExporterClient<Channel> {
         .max_encoding_message_size(64 << 20)
 }
 
-/// Uploads the tiny layer and returns the base requests built on it.
-async fn setup(server: &ServerProc) -> (Base, Channel) {
-    let mut client = server.client().await;
-    let (bytes, digest, size, diff_id) = tiny_layer();
-    let path = server.dir.path().join("layer.blob");
-    std::fs::write(&path, &bytes).unwrap();
-    client
-        .upload_blob(&digest, size as u64, &path)
-        .await
-        .expect("upload the base layer");
-    let base = Base {
-        digest,
-        size,
-        diff_id,
-    };
-    (base, client.channel())
-}
-
 fn nested(depth: usize) -> String {
     format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
 }
@@ -90,7 +72,7 @@ impl Tally {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inputs_past_each_limit_are_refused_by_name() {
     let server = ServerProc::unix_with(LIMITS);
-    let (b, channel) = setup(&server).await;
+    let (b, channel) = upload_base(&server).await;
     let mut rpc = raw(channel.clone());
     assert!(
         export_error(&mut rpc, b.single()).await.is_none(),

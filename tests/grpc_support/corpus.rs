@@ -10,7 +10,7 @@ use tonic::Code;
 use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient};
 use tonic_types::StatusExt;
 
-use super::digest_of;
+use super::{digest_of, ServerProc};
 
 /// A one-entry gzip layer: (blob, digest, size, diffID).
 pub fn tiny_layer() -> (Vec<u8>, String, i64, String) {
@@ -189,4 +189,23 @@ pub fn check(
         ));
     }
     Ok(())
+}
+
+/// Uploads the tiny layer to a running server and returns the base
+/// requests built on it, with a channel to that server.
+pub async fn upload_base(server: &ServerProc) -> (Base, Channel) {
+    let mut client = server.client().await;
+    let (bytes, digest, size, diff_id) = tiny_layer();
+    let path = server.dir.path().join("layer.blob");
+    std::fs::write(&path, &bytes).unwrap();
+    client
+        .upload_blob(&digest, size as u64, &path)
+        .await
+        .expect("upload the base layer");
+    let base = Base {
+        digest,
+        size,
+        diff_id,
+    };
+    (base, client.channel())
 }
