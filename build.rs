@@ -9,7 +9,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("oxport_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
+    // Bulk fields decode as `Bytes` slices of the receive buffer: no copy.
     tonic_prost_build::configure()
+        .bytes(".oxport.exporter.v1.WriteBlobRequest.data")
+        .bytes(".oxport.exporter.v1.ConvertRequest.chunk")
+        .bytes(".oxport.exporter.v1.ExportEvent.chunk")
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;

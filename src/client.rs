@@ -18,11 +18,11 @@ pub mod tls;
 pub mod untar;
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read, Seek, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use bytes::Bytes;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
@@ -269,35 +269,30 @@ impl Client {
         path: &Path,
         offset: u64,
     ) -> Result<proto::WriteBlobResponse> {
-        let mut file = tokio::fs::File::open(path).await?;
-        file.seek(std::io::SeekFrom::Start(offset)).await?;
+        let mut file = std::fs::File::open(path)?;
+        file.seek(std::io::SeekFrom::Start(offset))?;
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let first = proto::WriteBlobRequest {
             r#ref: digest.to_string(),
             digest: digest.to_string(),
             size: size as i64,
             offset: offset as i64,
-            data: Vec::new(),
+            data: Bytes::new(),
         };
-        let reader = tokio::spawn(async move {
+        // Plain blocking reads on their own thread, each into a fresh buffer
+        // that becomes the message body without another copy.
+        let reader = tokio::task::spawn_blocking(move || {
             let mut msg = first;
             let mut left = size - offset;
             loop {
-                let want = left.min(CHUNK_SIZE as u64) as usize;
-                let mut data = vec![0u8; want];
-                let mut n = 0;
-                while n < want {
-                    let k = file.read(&mut data[n..]).await?;
-                    if k == 0 {
-                        break;
-                    }
-                    n += k;
-                }
-                data.truncate(n);
-                left -= n as u64;
+                let want = left.min(CHUNK_SIZE as u64);
+                let mut data = Vec::with_capacity(want as usize);
+                (&mut file).take(want).read_to_end(&mut data)?;
+                let n = data.len() as u64;
+                left -= n;
                 let end = n < want || left == 0;
-                msg.data = data;
-                if tx.send(msg).await.is_err() {
+                msg.data = Bytes::from(data);
+                if tx.blocking_send(msg).is_err() {
                     return Ok(());
                 }
                 if end {

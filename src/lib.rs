@@ -4,6 +4,7 @@
 //! [`layer`] (the only I/O before the sink) -> [`assemble`] (pure) ->
 //! [`sink`] -> bytes out. See ARCHITECTURE.md for the code map.
 
+pub mod alloc;
 pub mod annotations;
 pub mod assemble;
 pub mod casefile;

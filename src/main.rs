@@ -144,6 +144,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    oxport::alloc::tune_for_streaming();
     let cli = Cli::parse();
     let default_filter = match cli.command {
         Command::Serve { .. } => "info",

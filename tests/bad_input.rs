@@ -469,7 +469,7 @@ async fn bad_input_corpus() {
         digest,
         size,
         offset,
-        data,
+        data: data.into(),
         ..Default::default()
     };
     let content_cases: Vec<(&str, proto::WriteBlobRequest, Code, &str, &str)> = vec![

@@ -196,7 +196,7 @@ async fn inputs_past_each_limit_are_refused_by_name() {
     let write = |size: i64, data: Vec<u8>| proto::WriteBlobRequest {
         digest: d.clone(),
         size,
-        data,
+        data: data.into(),
         ..Default::default()
     };
     let uploads: Vec<(&str, Vec<proto::WriteBlobRequest>, &str, &str)> = vec![
@@ -220,7 +220,7 @@ async fn inputs_past_each_limit_are_refused_by_name() {
     }
     let chunk = |to: &str| proto::ConvertRequest {
         to: to.into(),
-        chunk: vec![0; 1 << 20],
+        chunk: vec![0; 1 << 20].into(),
     };
     let name = "convert input bytes";
     let status = match rpc
@@ -248,7 +248,7 @@ async fn inputs_past_each_limit_are_refused_by_name() {
     tx.send(proto::WriteBlobRequest {
         digest: d.clone(),
         size: 1000,
-        data: data[..100].to_vec(),
+        data: data[..100].to_vec().into(),
         ..Default::default()
     })
     .await
@@ -303,7 +303,7 @@ async fn a_cancelled_upload_is_kept_for_a_resume() {
     tx.send(proto::WriteBlobRequest {
         digest: d.clone(),
         size: data.len() as i64,
-        data: data[..1 << 20].to_vec(),
+        data: data[..1 << 20].to_vec().into(),
         ..Default::default()
     })
     .await
@@ -448,7 +448,7 @@ async fn overload_is_refused_at_once_and_an_abandoned_download_frees_its_slot() 
         let first = proto::WriteBlobRequest {
             digest: d.clone(),
             size: 10,
-            data: b"01234".to_vec(),
+            data: b"01234".to_vec().into(),
             ..Default::default()
         };
         let mut rpc = rpc.clone();

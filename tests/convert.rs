@@ -335,7 +335,7 @@ async fn convert_rpc_streams_the_same_bytes() {
             } else {
                 String::new()
             },
-            chunk: c.to_vec(),
+            chunk: c.to_vec().into(),
         })
         .collect();
     let mut stream = rpc
@@ -365,7 +365,7 @@ async fn convert_rpc_streams_the_same_bytes() {
     let bad = rpc
         .convert(tokio_stream::iter(vec![ConvertRequest {
             to: "sideways".into(),
-            chunk: Vec::new(),
+            chunk: Default::default(),
         }]))
         .await
         .unwrap_err();

@@ -172,7 +172,7 @@ async fn upload_resumes_after_a_broken_stream() {
         digest: d.clone(),
         size: data.len() as i64,
         offset: 0,
-        data: data[..half].to_vec(),
+        data: data[..half].to_vec().into(),
     })
     .await
     .unwrap();
@@ -258,7 +258,7 @@ async fn wrong_digest_is_refused_and_never_visible() {
             digest: claimed.clone(),
             size: sent.len() as i64,
             offset: 0,
-            data: sent,
+            data: sent.into(),
         }]))
         .await
         .unwrap_err();
@@ -384,7 +384,7 @@ async fn sigterm_removes_the_socket_and_a_live_socket_is_not_stolen() {
     tx.send(proto::WriteBlobRequest {
         digest: d,
         size: 100,
-        data: b"part".to_vec(),
+        data: b"part".to_vec().into(),
         ..Default::default()
     })
     .await

@@ -38,6 +38,7 @@ fn main() {
         println!("throughput: run with `cargo bench --bench throughput` or `bash benches/run.sh`");
         return;
     }
+    oxport::alloc::tune_for_streaming();
     let quick = args.iter().any(|a| a == "--quick");
     let only: Vec<&str> = args
         .iter()

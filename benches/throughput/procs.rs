@@ -118,7 +118,14 @@ impl Drop for Registry {
 }
 
 /// Runs `sh -c script` and returns its wall time; panics when it fails.
+/// Writes back what earlier steps left dirty in the page cache, so that the
+/// kernel's writeback of one step does not land in the time of the next.
+pub fn settle() {
+    let _ = Command::new("sync").status();
+}
+
 pub fn timed_shell(script: &str) -> Duration {
+    settle();
     let started = Instant::now();
     let out = Command::new("sh")
         .arg("-c")

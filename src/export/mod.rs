@@ -30,6 +30,9 @@ use input::{
 };
 
 /// Where layer blobs are read from (the server's content store, or a directory).
+///
+/// A source holds only verified blobs: the bytes behind a digest hash to it
+/// (the store checks every upload before it becomes visible).
 pub trait BlobSource: Send + Sync {
     /// Opens the blob with this digest (`sha256:<hex>`) for streaming.
     fn open(&self, digest: &str) -> std::io::Result<Box<dyn Read + Send>>;

@@ -162,16 +162,29 @@ fn convert_blob(
         plan.level,
         codec::Shared(compressed.clone()),
     )?;
-    let mut uncompressed = codec::HashWriter::new(encoder);
     let mut reader = codec::decoder(source, blobs.open(&layer.digest)?)?;
-    match plan.rewrite_epoch {
-        Some(epoch) => tar_rewrite::rewrite(&mut reader, &mut uncompressed, epoch)?,
-        None => {
-            io::copy(&mut reader, &mut uncompressed)?;
+    let diff_id = match (source, plan.rewrite_epoch) {
+        // An uncompressed blob is its own diff: the source holds the bytes
+        // its digest names, so a second SHA-256 pass would only repeat it.
+        (Compression::Uncompressed, None) => {
+            let mut encoder = encoder;
+            io::copy(&mut reader, &mut encoder)?;
+            encoder.finish()?;
+            layer.digest.clone()
         }
-    }
-    let (diff_id, _, encoder) = uncompressed.finish();
-    encoder.finish()?;
+        (_, epoch) => {
+            let mut uncompressed = codec::HashWriter::new(encoder);
+            match epoch {
+                Some(epoch) => tar_rewrite::rewrite(&mut reader, &mut uncompressed, epoch)?,
+                None => {
+                    io::copy(&mut reader, &mut uncompressed)?;
+                }
+            }
+            let (diff_id, _, encoder) = uncompressed.finish();
+            encoder.finish()?;
+            diff_id
+        }
+    };
     let hw = Arc::try_unwrap(compressed)
         .map_err(|_| io::Error::other("compressed writer still shared"))?
         .into_inner()

@@ -140,7 +140,7 @@ impl ChunkWriter {
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_SIZE));
         self.sent += chunk.len() as u64;
         crate::metrics::global().add_bytes_out(chunk.len() as u64);
-        self.events.send(Event::Chunk(chunk))
+        self.events.send(Event::Chunk(chunk.into()))
     }
 }
 

@@ -419,8 +419,8 @@ async fn joined(task: WriteTask) -> Result<Ingest, Status> {
         .map_err(|e| to_status(&e))
 }
 
-fn write_chunk(mut ingest: Ingest, data: Vec<u8>) -> crate::error::Result<Ingest> {
-    ingest.write(&data)?;
+fn write_chunk(mut ingest: Ingest, data: bytes::Bytes) -> crate::error::Result<Ingest> {
+    ingest.write(data)?;
     Ok(ingest)
 }
 

@@ -27,9 +27,8 @@
 //! - Nothing here holds a whole blob in memory.
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -37,6 +36,11 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::{ErrorKind, ExportError, Result};
 use crate::export::BlobSource;
+
+mod direct;
+mod ingest;
+
+pub use ingest::Ingest;
 
 const HASH_BUF: usize = 64 * 1024;
 
@@ -265,25 +269,23 @@ impl Store {
             ));
         }
         let mut hasher = Sha256::new();
-        let file = if offset == 0 {
+        if offset == 0 {
             write_whole(&meta_path, format!("{digest} {size}\n").as_bytes())?;
-            File::create(&data_path)?
         } else {
-            let mut file = OpenOptions::new().read(true).write(true).open(&data_path)?;
-            hash_prefix(&mut file, offset, &mut hasher)?;
-            file.seek(SeekFrom::Start(offset))?;
-            file
-        };
-        Ok(Some(Ingest {
-            file,
+            let mut file = File::open(&data_path)?;
+            ingest::hash_prefix(&mut file, offset, &mut hasher)?;
+        }
+        Ok(Some(Ingest::new(
             hasher,
-            written: offset,
+            offset,
             size,
-            digest: digest.to_string(),
-            data_path,
-            meta_path,
-            blob_path,
-        }))
+            digest.to_string(),
+            ingest::Paths {
+                data: data_path,
+                meta: meta_path,
+                blob: blob_path,
+            },
+        )?))
     }
 
     /// Stores a whole blob from a reader: a convenience over the ref-locked
@@ -305,7 +307,7 @@ impl Store {
             if n == 0 {
                 break;
             }
-            ingest.write(&buf[..n])?;
+            ingest.write(bytes::Bytes::copy_from_slice(&buf[..n]))?;
         }
         ingest.commit()?;
         Ok(true)
@@ -326,7 +328,7 @@ impl BlobSource for Store {
         let path = self
             .blob_path(digest)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.message))?;
-        Ok(Box::new(File::open(path)?))
+        Ok(Box::new(direct::BlobReader::open(&path)?))
     }
 
     fn size(&self, digest: &str) -> io::Result<Option<u64>> {
@@ -356,85 +358,6 @@ impl Drop for RefLock {
     }
 }
 
-/// An upload in progress. Dropping it keeps the bytes written so far, so a
-/// later writer can resume; [`Ingest::commit`] verifies and publishes.
-pub struct Ingest {
-    file: File,
-    hasher: Sha256,
-    written: u64,
-    size: u64,
-    digest: String,
-    data_path: PathBuf,
-    meta_path: PathBuf,
-    blob_path: PathBuf,
-}
-
-impl Ingest {
-    /// Bytes held so far.
-    pub fn offset(&self) -> u64 {
-        self.written
-    }
-
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
-    /// Appends bytes. Data past the promised size discards the upload.
-    pub fn write(&mut self, data: &[u8]) -> Result<()> {
-        let end = self.written + data.len() as u64;
-        if end > self.size {
-            self.discard();
-            return Err(ExportError::invalid(
-                "data",
-                format!(
-                    "upload of {} has more data than its size {}",
-                    self.digest, self.size
-                ),
-            ));
-        }
-        self.file.write_all(data)?;
-        self.hasher.update(data);
-        self.written = end;
-        Ok(())
-    }
-
-    /// Verifies size and digest, then makes the blob visible. On a mismatch
-    /// the upload is discarded and the blob stays absent.
-    pub fn commit(self) -> Result<()> {
-        if self.written != self.size {
-            return Err(ExportError::conflict(
-                "size",
-                format!(
-                    "upload of {} holds {} bytes, not its size {}",
-                    self.digest, self.written, self.size
-                ),
-            ));
-        }
-        let got = format!("sha256:{}", hex::encode(self.hasher.clone().finalize()));
-        if got != self.digest {
-            self.discard();
-            return Err(ExportError::invalid(
-                "digest",
-                format!("digest mismatch: expected {}, got {got}", self.digest),
-            ));
-        }
-        self.file.sync_all()?;
-        fs::set_permissions(&self.data_path, fs::Permissions::from_mode(0o444))?;
-        fs::rename(&self.data_path, &self.blob_path)?;
-        // Make the rename itself durable before anyone is told the blob exists.
-        if let Some(dir) = self.blob_path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
-        remove_quietly(&self.meta_path);
-        Ok(())
-    }
-
-    fn discard(&self) {
-        remove_quietly(&self.data_path);
-        remove_quietly(&self.meta_path);
-    }
-}
-
 fn read_meta(path: &Path) -> Option<(String, u64)> {
     let text = fs::read_to_string(path).ok()?;
     let (digest, size) = text.trim_end().split_once(' ')?;
@@ -452,34 +375,14 @@ fn write_whole(path: &Path, bytes: &[u8]) -> io::Result<()> {
     fs::rename(&tmp, path)
 }
 
-fn hash_prefix(file: &mut File, len: u64, hasher: &mut Sha256) -> io::Result<()> {
-    let mut limited = (&mut *file).take(len);
-    let mut buf = vec![0u8; HASH_BUF];
-    let mut total = 0u64;
-    loop {
-        let n = limited.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        total += n as u64;
-    }
-    if total != len {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "upload data is shorter than its recorded offset",
-        ));
-    }
-    Ok(())
-}
-
-fn remove_quietly(path: &Path) {
+pub(crate) fn remove_quietly(path: &Path) {
     let _ = fs::remove_file(path);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn digest_of(data: &[u8]) -> String {
         format!("sha256:{}", hex::encode(Sha256::digest(data)))
@@ -554,7 +457,7 @@ mod tests {
         assert_eq!(err.field.as_deref(), Some("data"));
         let lock = store.try_lock(&d).unwrap();
         let mut ing = store.begin_write(&lock, &d, 10, 0).unwrap().unwrap();
-        ing.write(&data[..3]).unwrap();
+        ing.write(Bytes::copy_from_slice(&data[..3])).unwrap();
         let err = ing.commit().unwrap_err();
         assert_eq!(err.kind, ErrorKind::FailedPrecondition);
         assert!(!store.contains(&d).unwrap());
@@ -570,7 +473,7 @@ mod tests {
         {
             let lock = store.try_lock("r1").unwrap();
             let mut ing = store.begin_write(&lock, &d, size, 0).unwrap().unwrap();
-            ing.write(&data[..70_000]).unwrap();
+            ing.write(Bytes::copy_from_slice(&data[..70_000])).unwrap();
             // Dropped without commit: a broken stream.
         }
         let st = store.status("r1", &d).unwrap();
@@ -590,7 +493,7 @@ mod tests {
         assert_eq!(err.field.as_deref(), Some("offset"));
         let mut ing = store.begin_write(&lock, &d, size, 70_000).unwrap().unwrap();
         assert_eq!(ing.offset(), 70_000);
-        ing.write(&data[70_000..]).unwrap();
+        ing.write(Bytes::copy_from_slice(&data[70_000..])).unwrap();
         ing.commit().unwrap();
         drop(lock);
         assert!(store.contains(&d).unwrap());
@@ -609,7 +512,7 @@ mod tests {
         {
             let lock = store.try_lock("resumable").unwrap();
             let mut ing = store.begin_write(&lock, &d, size, 0).unwrap().unwrap();
-            ing.write(&data[..20_000]).unwrap();
+            ing.write(Bytes::copy_from_slice(&data[..20_000])).unwrap();
         }
         let other = digest_of(b"committed");
         store.put(&other, 9, &b"committed"[..]).unwrap();
@@ -684,7 +587,7 @@ mod tests {
                         store.begin_write(&lock, &d, data.len() as u64, 0).unwrap()
                     {
                         for c in data.chunks(10_000) {
-                            ing.write(c).unwrap();
+                            ing.write(Bytes::copy_from_slice(c)).unwrap();
                         }
                         ing.commit().unwrap();
                     }
