@@ -119,10 +119,18 @@ impl Drop for Registry {
 
 /// Runs `sh -c script` and returns its wall time; panics when it fails.
 /// Writes back what earlier steps left dirty in the page cache, so that the
-/// kernel's writeback of one step does not land in the time of the next.
+/// kernel's writeback of one step does not land in the time of the next,
+/// then waits a while: on virtual machines with free-page reporting, memory
+/// freed by the previous step (its deleted files) goes back to the host over
+/// a few seconds, and a step that runs before that writes into warm pages
+/// that the next one would not get. Every timed step, ours and the
+/// references', starts from the same state.
 pub fn settle() {
     let _ = Command::new("sync").status();
+    std::thread::sleep(SETTLE);
 }
+
+const SETTLE: Duration = Duration::from_secs(10);
 
 pub fn timed_shell(script: &str) -> Duration {
     settle();

@@ -239,6 +239,21 @@ impl Bench {
                 ratio: format!("{:.2} × row 1b", t.as_secs_f64() / round_trip.as_secs_f64()),
             });
         }
+        if self.wants("2") {
+            step("row 2d: re-export, the client discards the tar");
+            settle();
+            let t0 = Instant::now();
+            self.export(&mut client, &image.request, None);
+            let t = t0.elapsed();
+            let (reference, ratio) = vs_openssl(t);
+            rows.push(Row {
+                id: "2d",
+                what: format!("re-export, the client discards the {size} tar (no file written)"),
+                ours: format!("{} ({})", mbs(image.bytes, t), secs(t)),
+                reference,
+                ratio,
+            });
+        }
         // The client's own share of rows 1b and 2: writing the archive into
         // new page-cache pages, measured alone on the same number of bytes.
         let tar_bytes = std::fs::metadata(&out).map_or(0, |m| m.len());

@@ -7,7 +7,7 @@ pub mod pgzip;
 pub mod tar_rewrite;
 
 use std::collections::BTreeMap;
-use std::io::{self, BufWriter};
+use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -18,6 +18,7 @@ use crate::export::BlobSource;
 use crate::model::Layer;
 use crate::oci::Descriptor;
 use crate::options::Compression;
+use crate::store::direct::{BlobReader, DataFile};
 
 /// The annotation BuildKit puts on every layer that went through rewriting.
 pub const REWRITTEN_TIMESTAMP: &str = "buildkit/rewritten-timestamp";
@@ -35,7 +36,7 @@ impl LayerSource {
     pub fn open(&self, blobs: &dyn BlobSource) -> io::Result<Box<dyn io::Read + Send>> {
         match self {
             LayerSource::Input(d) => blobs.open(d),
-            LayerSource::Converted(p) => Ok(Box::new(std::fs::File::open(p.as_ref() as &Path)?)),
+            LayerSource::Converted(p) => Ok(Box::new(BlobReader::open(p.as_ref() as &Path)?)),
         }
     }
 }
@@ -154,9 +155,11 @@ fn convert_blob(
         .prefix("layer-")
         .tempfile_in(scratch)?;
     let (file, path) = file.into_parts();
-    let compressed = Arc::new(Mutex::new(codec::HashWriter::new(
-        BufWriter::with_capacity(1 << 20, file),
-    )));
+    drop(file);
+    // Written once and read once by the archive stream: around the page cache.
+    let compressed = Arc::new(Mutex::new(codec::HashWriter::new(DataFile::open(
+        &path, 0,
+    )?)));
     let encoder = codec::encoder(
         plan.compression,
         plan.level,
@@ -189,9 +192,8 @@ fn convert_blob(
         .map_err(|_| io::Error::other("compressed writer still shared"))?
         .into_inner()
         .map_err(|_| io::Error::other("compressed writer lock poisoned"))?;
-    let (digest, size, mut buf) = hw.finish();
-    io::Write::flush(&mut buf)?;
+    let (digest, size, mut data) = hw.finish();
     // No fsync: the file is scratch, removed when the export ends.
-    buf.into_inner().map_err(|e| e.into_error())?;
+    io::Write::flush(&mut data)?;
     Ok((path, digest, size, diff_id))
 }

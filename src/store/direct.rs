@@ -1,5 +1,6 @@
-//! The data file of an upload, written around the page cache (`O_DIRECT`)
-//! where the file system allows it.
+//! Files written once and read back once (upload data, committed blobs,
+//! re-compressed layers in scratch space), written and read around the page
+//! cache (`O_DIRECT`) where the file system allows it.
 //!
 //! Why: a blob is written once and read back once, by the export that asked
 //! for it. Through the page cache every byte first needs a freshly allocated
@@ -18,6 +19,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 /// Alignment of offsets, lengths and memory; covers 512-byte and 4 KiB
 /// logical blocks.
@@ -25,7 +27,7 @@ const ALIGN: usize = 4096;
 /// Bytes gathered before one direct write.
 const BATCH: usize = 1 << 20;
 
-pub(super) struct DataFile {
+pub struct DataFile {
     path: PathBuf,
     file: File,
     direct: Option<Batch>,
@@ -162,6 +164,13 @@ impl DataFile {
         Ok(())
     }
 
+    /// Drops what is pending: the file is being removed.
+    pub fn abandon(&mut self) {
+        if let Some(batch) = &mut self.direct {
+            batch.len = 0;
+        }
+    }
+
     /// Makes every byte written so far durable.
     pub fn sync(&mut self) -> io::Result<()> {
         self.flush()?;
@@ -178,66 +187,176 @@ impl Drop for DataFile {
     }
 }
 
+impl io::Write for DataFile {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        DataFile::write(self, data)?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        DataFile::flush(self)
+    }
+}
+
+/// Batches read ahead of the reader, so the disk works while the export
+/// sends the previous ones.
+const READ_AHEAD: usize = 2;
+/// Blobs smaller than this are read through the page cache, in place.
+const DIRECT_READ_MIN: u64 = 4 << 20;
+
 /// Reads a committed blob around the page cache where the file system
-/// allows it, in aligned batches; the counterpart of [`DataFile`].
-pub(super) struct BlobReader {
-    file: File,
-    batch: Option<Batch>,
-    /// File offset of the next batch to read.
-    next: u64,
-    /// Unread bytes of the current batch: `batch.buf[start + at..start + len]`.
-    at: usize,
+/// allows it: a thread reads aligned batches ahead; the counterpart of
+/// [`DataFile`]. Small blobs are read plainly.
+pub struct BlobReader {
+    path: PathBuf,
+    source: Source,
+    /// Bytes handed out so far.
+    consumed: u64,
+}
+
+enum Source {
+    Plain(File),
+    Ahead {
+        /// Full batches in order; `None` marks the end of the file.
+        full: mpsc::Receiver<io::Result<Option<Batch>>>,
+        empty: mpsc::SyncSender<Batch>,
+        /// The batch being handed out, and how much of it is.
+        current: Option<(Batch, usize)>,
+    },
+    End,
 }
 
 impl BlobReader {
     pub fn open(path: &Path) -> io::Result<BlobReader> {
+        let plain = |file| BlobReader {
+            path: path.to_path_buf(),
+            source: Source::Plain(file),
+            consumed: 0,
+        };
+        let file = File::open(path)?;
+        if file.metadata()?.len() < DIRECT_READ_MIN {
+            return Ok(plain(file));
+        }
         let direct = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECT)
             .open(path);
-        let (file, batch) = match direct {
-            Ok(f) => (f, Some(Batch::new())),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => (File::open(path)?, None),
+        let direct = match direct {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(plain(file)),
             Err(e) => return Err(e),
         };
+        let (full_tx, full) = mpsc::sync_channel(READ_AHEAD);
+        let (empty, empty_rx) = mpsc::sync_channel(READ_AHEAD + 1);
+        std::thread::Builder::new()
+            .name("oxport-read".into())
+            .spawn(move || read_ahead(&direct, &full_tx, &empty_rx))?;
         Ok(BlobReader {
-            file,
-            batch,
-            next: 0,
-            at: 0,
+            path: path.to_path_buf(),
+            source: Source::Ahead {
+                full,
+                empty,
+                current: None,
+            },
+            consumed: 0,
         })
+    }
+
+    /// Continues through the page cache from where the reader stands.
+    fn fall_back(&mut self) -> io::Result<()> {
+        let mut file = File::open(&self.path)?;
+        io::Seek::seek(&mut file, io::SeekFrom::Start(self.consumed))?;
+        self.source = Source::Plain(file);
+        Ok(())
+    }
+}
+
+/// The read-ahead thread: sends full batches in order, then `None` at the
+/// end of the file. It stops when the reader goes away.
+fn read_ahead(
+    file: &File,
+    full: &mpsc::SyncSender<io::Result<Option<Batch>>>,
+    empty: &mpsc::Receiver<Batch>,
+) {
+    let mut fresh = READ_AHEAD + 1;
+    let mut next = 0u64;
+    loop {
+        let mut batch = if fresh > 0 {
+            fresh -= 1;
+            Batch::new()
+        } else {
+            match empty.recv() {
+                Ok(b) => b,
+                Err(_) => return,
+            }
+        };
+        let region = &mut batch.buf[batch.start..batch.start + BATCH];
+        let n = match file.read_at(region, next) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = full.send(Err(e));
+                return;
+            }
+        };
+        if n == 0 {
+            let _ = full.send(Ok(None));
+            return;
+        }
+        batch.len = n;
+        next += n as u64;
+        if full.send(Ok(Some(batch))).is_err() {
+            return;
+        }
+        // Only the end of the file gives a read that is not whole blocks.
+        if n % ALIGN != 0 {
+            let _ = full.send(Ok(None));
+            return;
+        }
     }
 }
 
 impl io::Read for BlobReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let Some(batch) = &mut self.batch else {
-            let n = self.file.read_at(out, self.next)?;
-            self.next += n as u64;
-            return Ok(n);
+        let (full, empty, current) = match &mut self.source {
+            Source::Plain(file) => {
+                let n = io::Read::read(file, out)?;
+                self.consumed += n as u64;
+                return Ok(n);
+            }
+            Source::End => return Ok(0),
+            Source::Ahead {
+                full,
+                empty,
+                current,
+            } => (full, empty, current),
         };
-        if self.at == batch.len {
-            let region = &mut batch.buf[batch.start..batch.start + BATCH];
-            let n = match self.file.read_at(region, self.next) {
-                Ok(n) => n,
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                    // Refused after all: read on through the page cache.
-                    self.batch = None;
+        if current.as_ref().is_none_or(|(b, at)| *at == b.len) {
+            if let Some((used, _)) = current.take() {
+                let _ = empty.try_send(used);
+            }
+            match full.recv() {
+                Ok(Ok(Some(batch))) => *current = Some((batch, 0)),
+                Ok(Ok(None)) => {
+                    self.source = Source::End;
+                    return Ok(0);
+                }
+                Ok(Err(e)) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    // The file system refused the direct read after all.
+                    self.fall_back()?;
                     return self.read(out);
                 }
-                Err(e) => return Err(e),
-            };
-            batch.len = n;
-            self.at = 0;
-            self.next += n as u64;
-            if n == 0 {
-                return Ok(0);
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(io::Error::other("the read-ahead thread stopped")),
             }
         }
-        let n = out.len().min(batch.len - self.at);
-        let from = batch.start + self.at;
+        let Some((batch, at)) = current else {
+            return Ok(0);
+        };
+        let n = out.len().min(batch.len - *at);
+        let from = batch.start + *at;
         out[..n].copy_from_slice(&batch.buf[from..from + n]);
-        self.at += n;
+        *at += n;
+        self.consumed += n as u64;
         Ok(n)
     }
 }
@@ -284,19 +403,29 @@ mod tests {
     fn blob_reader_reads_every_byte_in_any_pieces() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("z");
-        let data = pattern(2 * BATCH + 123);
-        std::fs::write(&path, &data).unwrap();
-        let mut got = Vec::new();
-        let mut r = BlobReader::open(&path).unwrap();
-        let mut buf = vec![0u8; 300_001];
-        loop {
-            let n = io::Read::read(&mut r, &mut buf).unwrap();
-            if n == 0 {
-                break;
+        let big = DIRECT_READ_MIN as usize;
+        // Unaligned end, an end on a batch boundary, and a small blob.
+        for size in [big + 2 * BATCH + 123, big + BATCH, 1000] {
+            let data = pattern(size);
+            std::fs::write(&path, &data).unwrap();
+            let mut got = Vec::new();
+            let mut r = BlobReader::open(&path).unwrap();
+            let mut buf = vec![0u8; 300_001];
+            loop {
+                let n = io::Read::read(&mut r, &mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
             }
-            got.extend_from_slice(&buf[..n]);
+            assert_eq!(got.len(), data.len());
+            assert!(got == data, "bytes differ for size {size}");
+            assert_eq!(
+                io::Read::read(&mut r, &mut buf).unwrap(),
+                0,
+                "read after the end"
+            );
         }
-        assert_eq!(got, data);
     }
 
     #[test]

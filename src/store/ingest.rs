@@ -191,7 +191,8 @@ impl Ingest {
         Ok(())
     }
 
-    fn discard(&self) {
+    fn discard(&mut self) {
+        self.file.abandon();
         remove_quietly(&self.paths.data);
         remove_quietly(&self.paths.meta);
     }

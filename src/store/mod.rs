@@ -37,7 +37,7 @@ use sha2::{Digest as _, Sha256};
 use crate::error::{ErrorKind, ExportError, Result};
 use crate::export::BlobSource;
 
-mod direct;
+pub mod direct;
 mod ingest;
 
 pub use ingest::Ingest;
