@@ -18,6 +18,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
 use tracing::{debug, info, info_span, Instrument};
 
@@ -300,6 +301,48 @@ async fn run(plan: Plan, tx: &mpsc::Sender<Msg>) -> Result<(), RegistryError> {
     Ok(())
 }
 
+/// Pushes one blob of the plan, reporting progress.
+async fn push_blob(
+    client: &RegistryClient,
+    repo: &str,
+    desc: &Descriptor,
+    blob: &Blob,
+    mount_from: Option<&str>,
+    tx: &mpsc::Sender<Msg>,
+) -> Result<(), RegistryError> {
+    let src: Arc<dyn BlobOpen> = match blob {
+        Blob::Bytes(b) => Arc::new(BytesBlob(Bytes::from(b.clone()))),
+        Blob::Layer(l) => Arc::new(ServedLayer {
+            source: l.clone(),
+            tx: tx.clone(),
+        }),
+    };
+    let (digest, total) = (desc.digest.clone(), desc.size);
+    let progress_tx = tx.clone();
+    let on_bytes = Arc::new(move |done: u64| {
+        let _ = progress_tx.send(Msg::Progress(Progress::Writing {
+            digest: digest.clone(),
+            done,
+            total,
+        }));
+    });
+    let how = client
+        .push_blob(repo, desc, src, mount_from, on_bytes)
+        .await?;
+    let digest = desc.digest.clone();
+    let event = match how {
+        BlobPush::Existed => Progress::Skipped { digest, total },
+        BlobPush::Mounted => Progress::Mounted { digest, total },
+        BlobPush::Uploaded { .. } => Progress::Done { digest, total },
+    };
+    debug!(digest = %desc.digest, ?how, "blob");
+    let _ = tx.send(Msg::Progress(event));
+    Ok(())
+}
+
+/// Blobs of one repository pushed at the same time.
+const PUSH_CONCURRENCY: usize = 3;
+
 async fn push_repo(
     client: &RegistryClient,
     plan: &Plan,
@@ -307,35 +350,19 @@ async fn push_repo(
     mount_from: Option<&str>,
     tx: &mpsc::Sender<Msg>,
 ) -> Result<(), RegistryError> {
-    for (desc, blob) in &plan.blobs {
-        let src: Arc<dyn BlobOpen> = match blob {
-            Blob::Bytes(b) => Arc::new(BytesBlob(Bytes::from(b.clone()))),
-            Blob::Layer(l) => Arc::new(ServedLayer {
-                source: l.clone(),
-                tx: tx.clone(),
-            }),
-        };
-        let (digest, total) = (desc.digest.clone(), desc.size);
-        let progress_tx = tx.clone();
-        let on_bytes = Arc::new(move |done: u64| {
-            let _ = progress_tx.send(Msg::Progress(Progress::Writing {
-                digest: digest.clone(),
-                done,
-                total,
-            }));
-        });
-        let how = client
-            .push_blob(repo, desc, src, mount_from, on_bytes)
-            .await?;
-        let digest = desc.digest.clone();
-        let event = match how {
-            BlobPush::Existed => Progress::Skipped { digest, total },
-            BlobPush::Mounted => Progress::Mounted { digest, total },
-            BlobPush::Uploaded { .. } => Progress::Done { digest, total },
-        };
-        debug!(digest = %desc.digest, ?how, "blob");
-        let _ = tx.send(Msg::Progress(event));
-    }
+    // Several blobs at once, as BuildKit and skopeo push: the registry
+    // hashes and stores one while the next one is on the wire.
+    // Collected first: a lazy `map` in the stream trips the `Send` check of
+    // the spawned push task.
+    let pushes: Vec<_> = plan
+        .blobs
+        .iter()
+        .map(|(desc, blob)| push_blob(client, repo, desc, blob, mount_from, tx))
+        .collect();
+    futures_util::stream::iter(pushes)
+        .buffer_unordered(PUSH_CONCURRENCY)
+        .try_collect::<()>()
+        .await?;
     for m in &plan.images {
         client
             .put_manifest(
