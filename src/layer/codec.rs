@@ -105,6 +105,23 @@ fn cores() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
 
+/// Copies `r` into `w` in 1 MiB pieces: encoders do per-call work, and
+/// `io::copy`'s 8 KiB pieces would multiply it. Returns the bytes copied.
+pub fn copy_large(r: &mut dyn Read, w: &mut dyn Write) -> io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}
+
 /// Counts and hashes what passes through to the inner writer.
 pub struct HashWriter<W> {
     inner: W,

@@ -171,7 +171,7 @@ fn convert_blob(
         // its digest names, so a second SHA-256 pass would only repeat it.
         (Compression::Uncompressed, None) => {
             let mut encoder = encoder;
-            io::copy(&mut reader, &mut encoder)?;
+            codec::copy_large(&mut reader, &mut encoder)?;
             encoder.finish()?;
             layer.digest.clone()
         }
@@ -180,7 +180,7 @@ fn convert_blob(
             match epoch {
                 Some(epoch) => tar_rewrite::rewrite(&mut reader, &mut uncompressed, epoch)?,
                 None => {
-                    io::copy(&mut reader, &mut uncompressed)?;
+                    codec::copy_large(&mut reader, &mut uncompressed)?;
                 }
             }
             let (diff_id, _, encoder) = uncompressed.finish();
