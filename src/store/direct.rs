@@ -2,18 +2,18 @@
 //! re-compressed layers in scratch space), written and read around the page
 //! cache (`O_DIRECT`) where the file system allows it.
 //!
-//! Why: a blob is written once and read back once, by the export that asked
-//! for it. Through the page cache every byte first needs a freshly allocated
+//! Why: through the page cache every byte first needs a newly allocated
 //! page, which is the slowest part of an upload on many virtual machines,
 //! and those pages are charged to the server's memory cgroup, so a sidecar
-//! with a small memory limit spends its time in reclaim and dirty-page
+//! with a small memory limit would spend its time in reclaim and dirty-page
 //! throttling. Direct writes go from one reused, aligned buffer to the disk.
 //!
 //! Direct I/O needs block-aligned offsets, lengths and memory, so bytes are
 //! gathered into batches that start on a block boundary. The partial block
 //! at the end goes through an ordinary handle; a resumed upload reads that
 //! block back and rewrites it whole. File systems that refuse `O_DIRECT`
-//! (tmpfs, some network file systems) get ordinary writes.
+//! (tmpfs before Linux 6.6, some FUSE and network file systems) get
+//! ordinary I/O.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -27,13 +27,17 @@ const ALIGN: usize = 4096;
 /// Bytes gathered before one direct write.
 const BATCH: usize = 1 << 20;
 
+/// An append-only file written in aligned direct batches.
 pub struct DataFile {
     path: PathBuf,
     file: File,
+    /// Pending bytes while direct I/O works; `None` after a fallback.
     direct: Option<Batch>,
-    /// File offset of the next byte to be written (of `Batch::len` pending
-    /// bytes, the first).
+    /// The file offset where the pending bytes (or, without a batch, the
+    /// next write) go.
     base: u64,
+    /// Bytes were written since the last flush.
+    unflushed: bool,
 }
 
 /// Bytes waiting for a direct write, in an aligned region of `buf`.
@@ -80,6 +84,7 @@ impl DataFile {
             file,
             direct: direct.then(Batch::new),
             base: held,
+            unflushed: false,
         };
         if let Some(batch) = &mut data.direct {
             // Start on a block boundary: the partial block is rewritten whole.
@@ -96,6 +101,7 @@ impl DataFile {
     }
 
     pub fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
+        self.unflushed |= !data.is_empty();
         while !data.is_empty() {
             let Some(batch) = &mut self.direct else {
                 self.file.write_all_at(data, self.base)?;
@@ -147,6 +153,9 @@ impl DataFile {
     /// Writes what is pending, the last partial block through an ordinary
     /// handle. The file then holds every byte written so far.
     pub fn flush(&mut self) -> io::Result<()> {
+        if !std::mem::take(&mut self.unflushed) {
+            return Ok(());
+        }
         let whole = match &self.direct {
             Some(batch) => batch.len - batch.len % ALIGN,
             None => return Ok(()),
@@ -166,6 +175,7 @@ impl DataFile {
 
     /// Drops what is pending: the file is being removed.
     pub fn abandon(&mut self) {
+        self.unflushed = false;
         if let Some(batch) = &mut self.direct {
             batch.len = 0;
         }

@@ -123,7 +123,7 @@ impl Ingest {
     ) -> Result<Ingest> {
         Ok(Ingest {
             file: DataFile::open(&paths.data, written)?,
-            hashing: Hashing::start(hasher, size - written.min(size))?,
+            hashing: Hashing::start(hasher, size.saturating_sub(written))?,
             written,
             size,
             digest,
