@@ -132,6 +132,14 @@ pub fn settle() {
 
 const SETTLE: Duration = Duration::from_secs(10);
 
+/// Settles, then times `f`.
+pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    settle();
+    let t0 = Instant::now();
+    let out = f();
+    (out, t0.elapsed())
+}
+
 pub fn timed_shell(script: &str) -> Duration {
     settle();
     let started = Instant::now();

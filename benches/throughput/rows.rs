@@ -10,7 +10,7 @@ use oxport::client::Client;
 use oxport::model::ExportRequest;
 
 use crate::data::{self, Blob};
-use crate::procs::{have, q, settle, timed_shell, Registry, Server};
+use crate::procs::{have, q, timed, timed_shell, Registry, Server};
 use crate::{mbs, secs, Row, MIB};
 
 pub struct Bench {
@@ -155,11 +155,12 @@ impl Bench {
         let cat = format!("cat {} | openssl dgst -sha256", paths.join(" "));
         timed_shell(&format!("cat {} >/dev/null", paths.join(" ")));
         let openssl = timed_shell(&cat);
-        let vs_openssl = |t: Duration| {
-            (
-                format!("openssl dgst -sha256: {}", mbs(image.bytes, openssl)),
-                format!("{:.2} × openssl", t.as_secs_f64() / openssl.as_secs_f64()),
-            )
+        let vs_openssl = |id: &'static str, what: String, t: Duration| Row {
+            id,
+            what,
+            ours: format!("{} ({})", mbs(image.bytes, t), secs(t)),
+            reference: format!("openssl dgst -sha256: {}", mbs(image.bytes, openssl)),
+            ratio: format!("{:.2} × openssl", t.as_secs_f64() / openssl.as_secs_f64()),
         };
         let size = format!("{:.0} MiB", image.bytes as f64 / MIB);
 
@@ -167,18 +168,12 @@ impl Bench {
             step("row 1a: upload into a fresh server");
             let server = Server::start(&self.work.join("server-1a"));
             let mut client = self.connect(&server);
-            settle();
-            let t0 = Instant::now();
-            self.upload(&mut client, image);
-            let t = t0.elapsed();
-            let (reference, ratio) = vs_openssl(t);
-            rows.push(Row {
-                id: "1a",
-                what: format!("upload {size}, 4 gzip layers, verified and stored"),
-                ours: format!("{} ({})", mbs(image.bytes, t), secs(t)),
-                reference,
-                ratio,
-            });
+            let ((), t) = timed(|| self.upload(&mut client, image));
+            rows.push(vs_openssl(
+                "1a",
+                format!("upload {size}, 4 gzip layers, verified and stored"),
+                t,
+            ));
             drop(server);
             let _ = std::fs::remove_dir_all(self.work.join("server-1a"));
         }
@@ -189,36 +184,32 @@ impl Bench {
         let server = Server::start(&self.work.join("server-1b"));
         let mut client = self.connect(&server);
         let out = self.work.join("pass.tar");
-        settle();
-        let t0 = Instant::now();
-        self.upload(&mut client, image);
-        let first = self.export(&mut client, &image.request, Some(&out));
-        let round_trip = t0.elapsed();
-        let (reference, ratio) = vs_openssl(round_trip);
-        rows.push(Row {
-            id: "1b",
-            what: format!("round trip {size}, 2 platforms: upload, export, tar written"),
-            ours: format!("{} ({})", mbs(image.bytes, round_trip), secs(round_trip)),
-            reference,
-            ratio,
+        let (first, round_trip) = timed(|| {
+            self.upload(&mut client, image);
+            self.export(&mut client, &image.request, Some(&out))
         });
+        rows.push(vs_openssl(
+            "1b",
+            format!("round trip {size}, 2 platforms: upload, export, tar written"),
+            round_trip,
+        ));
 
         if self.wants("2") {
             step("row 2: re-export with every blob stored");
             let digests: Vec<String> = image.blobs.iter().map(|b| b.0.clone()).collect();
-            settle();
-            let t0 = Instant::now();
-            let missing = self
-                .runtime
-                .block_on(client.missing_blobs(&digests))
-                .expect("missing");
-            self.upload(&mut client, image);
-            let again = self.export(
-                &mut client,
-                &image.request,
-                Some(&self.work.join("again.tar")),
-            );
-            let t = t0.elapsed();
+            let ((missing, again), t) = timed(|| {
+                let missing = self
+                    .runtime
+                    .block_on(client.missing_blobs(&digests))
+                    .expect("missing");
+                self.upload(&mut client, image);
+                let again = self.export(
+                    &mut client,
+                    &image.request,
+                    Some(&self.work.join("again.tar")),
+                );
+                (missing, again)
+            });
             let _ = std::fs::remove_file(self.work.join("again.tar"));
             let uploaded: u64 = image
                 .blobs
@@ -238,21 +229,14 @@ impl Bench {
                 reference: format!("row 1b: {}", secs(round_trip)),
                 ratio: format!("{:.2} × row 1b", t.as_secs_f64() / round_trip.as_secs_f64()),
             });
-        }
-        if self.wants("2") {
+
             step("row 2d: re-export, the client discards the tar");
-            settle();
-            let t0 = Instant::now();
-            self.export(&mut client, &image.request, None);
-            let t = t0.elapsed();
-            let (reference, ratio) = vs_openssl(t);
-            rows.push(Row {
-                id: "2d",
-                what: format!("re-export, the client discards the {size} tar (no file written)"),
-                ours: format!("{} ({})", mbs(image.bytes, t), secs(t)),
-                reference,
-                ratio,
-            });
+            let (_, t) = timed(|| self.export(&mut client, &image.request, None));
+            rows.push(vs_openssl(
+                "2d",
+                format!("re-export, the client discards the {size} tar (no file written)"),
+                t,
+            ));
         }
         // The client's own share of rows 1b and 2: writing the archive into
         // new page-cache pages, measured alone on the same number of bytes.
@@ -295,10 +279,7 @@ impl Bench {
         );
         let mut req = req;
         req.exporter = "image".into();
-        settle();
-        let t0 = Instant::now();
-        self.export(client, &req, None);
-        let ours = t0.elapsed();
+        let (_, ours) = timed(|| self.export(client, &req, None));
         drop(reg);
 
         let layout = self.work.join("layout");
@@ -382,10 +363,7 @@ impl Bench {
             step(&format!("row 3: {codec}"));
             let out = self.work.join(format!("sys-{codec}.tar"));
             let req = with_attrs(&image.request, &[("compression", codec)]);
-            settle();
-            let t0 = Instant::now();
-            self.export(&mut client, &req, Some(&out));
-            let ours = t0.elapsed();
+            let (_, ours) = timed(|| self.export(&mut client, &req, Some(&out)));
             let (offset, compressed) = largest_entry(&out);
             // The stream must be one the standard tool accepts, with our bytes inside.
             let sum = std::process::Command::new("sh")
@@ -448,33 +426,32 @@ impl Bench {
         self.upload(&mut client, &image);
         let req = Arc::new(image.request);
         let next = Arc::new(AtomicUsize::new(0));
-        settle();
-        let t0 = Instant::now();
-        let mut latencies: Vec<Duration> = self.runtime.block_on(async {
-            let tasks: Vec<_> = (0..CONCURRENCY)
-                .map(|_| {
-                    let (mut client, req, next) = (client.clone(), req.clone(), next.clone());
-                    tokio::spawn(async move {
-                        let mut lat = Vec::new();
-                        while next.fetch_add(1, Ordering::Relaxed) < EXPORTS {
-                            let s = Instant::now();
-                            client
-                                .export(&req, &mut std::io::sink(), &mut |_| {})
-                                .await
-                                .expect("small export");
-                            lat.push(s.elapsed());
-                        }
-                        lat
+        let (mut latencies, total): (Vec<Duration>, _) = timed(|| {
+            self.runtime.block_on(async {
+                let tasks: Vec<_> = (0..CONCURRENCY)
+                    .map(|_| {
+                        let (mut client, req, next) = (client.clone(), req.clone(), next.clone());
+                        tokio::spawn(async move {
+                            let mut lat = Vec::new();
+                            while next.fetch_add(1, Ordering::Relaxed) < EXPORTS {
+                                let s = Instant::now();
+                                client
+                                    .export(&req, &mut std::io::sink(), &mut |_| {})
+                                    .await
+                                    .expect("small export");
+                                lat.push(s.elapsed());
+                            }
+                            lat
+                        })
                     })
-                })
-                .collect();
-            let mut all = Vec::new();
-            for t in tasks {
-                all.extend(t.await.expect("export task"));
-            }
-            all
+                    .collect();
+                let mut all = Vec::new();
+                for t in tasks {
+                    all.extend(t.await.expect("export task"));
+                }
+                all
+            })
         });
-        let total = t0.elapsed();
         drop(server);
         let _ = std::fs::remove_dir_all(self.work.join("server-4"));
         latencies.sort();

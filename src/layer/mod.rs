@@ -158,7 +158,7 @@ fn convert_blob(
     drop(file);
     // Written once and read once by the archive stream: around the page cache.
     let compressed = Arc::new(Mutex::new(codec::HashWriter::new(DataFile::open(
-        &path, 0,
+        &path, 0, None,
     )?)));
     let encoder = codec::encoder(
         plan.compression,

@@ -11,9 +11,9 @@
 //! Direct I/O needs block-aligned offsets, lengths and memory, so bytes are
 //! gathered into batches that start on a block boundary. The partial block
 //! at the end goes through an ordinary handle; a resumed upload reads that
-//! block back and rewrites it whole. File systems that refuse `O_DIRECT`
-//! (tmpfs before Linux 6.6, some FUSE and network file systems) get
-//! ordinary I/O.
+//! block back and rewrites it whole. Files under 4 MiB, and file systems
+//! that refuse `O_DIRECT` (tmpfs before Linux 6.6, some FUSE and network
+//! file systems), get ordinary I/O.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -26,6 +26,9 @@ use std::sync::mpsc;
 const ALIGN: usize = 4096;
 /// Bytes gathered before one direct write.
 const BATCH: usize = 1 << 20;
+/// Files smaller than this use the page cache: for them a 1 MiB aligned
+/// batch and a read-ahead thread cost more than they save.
+const DIRECT_MIN: u64 = 4 << 20;
 
 /// An append-only file written in aligned direct batches.
 pub struct DataFile {
@@ -61,9 +64,10 @@ impl Batch {
 
 impl DataFile {
     /// Opens (creating when needed) the data file of an upload that holds
-    /// `held` bytes, ready to append after them.
-    pub fn open(path: &Path, held: u64) -> io::Result<DataFile> {
-        Self::open_with(path, held, true)
+    /// `held` bytes, ready to append after them. `size` is the final size
+    /// when known; small files are written plainly.
+    pub fn open(path: &Path, held: u64, size: Option<u64>) -> io::Result<DataFile> {
+        Self::open_with(path, held, size.is_none_or(|s| s >= DIRECT_MIN))
     }
 
     fn open_with(path: &Path, held: u64, try_direct: bool) -> io::Result<DataFile> {
@@ -211,8 +215,6 @@ impl io::Write for DataFile {
 /// Batches read ahead of the reader, so the disk works while the export
 /// sends the previous ones.
 const READ_AHEAD: usize = 2;
-/// Blobs smaller than this are read through the page cache, in place.
-const DIRECT_READ_MIN: u64 = 4 << 20;
 
 /// Reads a committed blob around the page cache where the file system
 /// allows it: a thread reads aligned batches ahead; the counterpart of
@@ -244,7 +246,7 @@ impl BlobReader {
             consumed: 0,
         };
         let file = File::open(path)?;
-        if file.metadata()?.len() < DIRECT_READ_MIN {
+        if file.metadata()?.len() < DIRECT_MIN {
             return Ok(plain(file));
         }
         let direct = OpenOptions::new()
@@ -413,7 +415,7 @@ mod tests {
     fn blob_reader_reads_every_byte_in_any_pieces() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("z");
-        let big = DIRECT_READ_MIN as usize;
+        let big = DIRECT_MIN as usize;
         // Unaligned end, an end on a batch boundary, and a small blob.
         for size in [big + 2 * BATCH + 123, big + BATCH, 1000] {
             let data = pattern(size);
@@ -443,7 +445,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("y.data");
         std::fs::write(&path, pattern(10_000)).unwrap();
-        let mut f = DataFile::open(&path, 5000).unwrap();
+        let mut f = DataFile::open(&path, 5000, None).unwrap();
         f.write(b"end").unwrap();
         drop(f);
         let mut want = pattern(5000);

@@ -122,7 +122,7 @@ impl Ingest {
         paths: Paths,
     ) -> Result<Ingest> {
         Ok(Ingest {
-            file: DataFile::open(&paths.data, written)?,
+            file: DataFile::open(&paths.data, written, Some(size))?,
             hashing: Hashing::start(hasher, size.saturating_sub(written))?,
             written,
             size,
