@@ -67,6 +67,7 @@ pub fn parse(json: &[u8], base: &Path) -> Result<Case> {
     let mut blobs = BTreeMap::new();
 
     let exporter = opt_str(root, "", "exporter")?.unwrap_or_default();
+    let builder_version = opt_str(root, "", "builderVersion")?.unwrap_or_default();
     let attrs = string_map(root.get("attrs"), "attrs")?;
     let compatibility_version = match root.get("compatibilityVersion") {
         None | Some(Value::Null) => 0,
@@ -113,6 +114,7 @@ pub fn parse(json: &[u8], base: &Path) -> Result<Case> {
                 refs,
                 metadata,
                 attestations,
+                builder_version,
             },
         },
         blobs,

@@ -28,7 +28,10 @@ pub mod registry;
 pub mod selfimage;
 pub mod server;
 pub mod sink;
+pub mod spdx;
 pub mod store;
+#[cfg(test)]
+pub(crate) mod testdata;
 pub mod timefmt;
 pub mod wire;
 

@@ -23,6 +23,9 @@ pub struct BuildResult {
     pub metadata: BTreeMap<String, Vec<u8>>,
     /// Platform id -> attestations, in the frontend's order.
     pub attestations: BTreeMap<String, Vec<Attestation>>,
+    /// The builder's own version (BuildKit's `version.Version`); empty when the
+    /// builder did not say. It goes into the creators of a supplemented SBOM.
+    pub builder_version: String,
 }
 
 impl BuildResult {

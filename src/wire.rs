@@ -75,6 +75,7 @@ pub fn result_to_proto(res: &BuildResult) -> proto::BuildResult {
                 (k.clone(), proto::AttestationList { attestations })
             })
             .collect(),
+        builder_version: res.builder_version.clone(),
     }
 }
 
@@ -194,6 +195,7 @@ pub fn result_from_proto(res: proto::BuildResult) -> Result<BuildResult> {
         refs,
         metadata: res.metadata.into_iter().collect(),
         attestations,
+        builder_version: res.builder_version,
     })
 }
 
@@ -402,6 +404,7 @@ mod tests {
                 .into(),
                 metadata: [("refs.platforms".to_string(), b"{\"x\":\"\xff\"}".to_vec())].into(),
                 attestations: [("linux/amd64".to_string(), vec![intoto, bundle])].into(),
+                builder_version: "v0.32.2".into(),
             },
         }
     }

@@ -1,6 +1,6 @@
-//! Conformance: every fixture under tests/conformance/buildkit-master (see
-//! tests/conformance/FORMAT.md), and the example build result in examples/two-platform,
-//! goes through every path that can export:
+//! Conformance: every fixture under tests/conformance/buildkit-master and
+//! tests/conformance/buildkit-daemon (see tests/conformance/FORMAT.md), and the example
+//! build result in examples/two-platform, goes through every path that can export:
 //!
 //! - `embedded`: `oxport export` with its embedded server;
 //! - `unix`: a separate `oxport serve` on a unix socket, `oxport export --addr unix://...`;
@@ -39,6 +39,13 @@ use serde_json::Value;
 
 const PENDING: &str = "tests/conformance-pending.txt";
 const EXAMPLE: &str = "examples/two-platform";
+/// The fixtures recorded from a running daemon; their cases are named
+/// `buildkit-daemon/<case>`.
+const DAEMON_SET: &str = "buildkit-daemon";
+
+fn daemon_fixtures_dir() -> PathBuf {
+    repo_root().join("tests/conformance").join(DAEMON_SET)
+}
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Route {
@@ -80,26 +87,36 @@ fn load_case(name: String, dir: PathBuf) -> Case {
     Case { name, dir, json }
 }
 
-fn load_cases() -> Vec<Case> {
-    let mut names: Vec<String> = fs::read_dir(fixtures_dir())
-        .expect("tests/conformance/buildkit-master is missing")
+/// The fixture names of one set, sorted; at least `min` of them.
+fn case_names(dir: &Path, min: usize) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(|e| e.ok())
         .filter(|e| e.path().join("case.json").is_file())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
     assert!(
-        names.len() >= 60,
-        "only {} fixtures found under tests/conformance/buildkit-master",
-        names.len()
+        names.len() >= min,
+        "only {} fixtures found under {}",
+        names.len(),
+        dir.display()
     );
-    let mut cases: Vec<Case> = names
+    names
+}
+
+fn load_cases() -> Vec<Case> {
+    let mut cases: Vec<Case> = case_names(&fixtures_dir(), 60)
         .into_iter()
         .map(|n| {
             let dir = fixtures_dir().join(&n);
             load_case(n, dir)
         })
         .collect();
+    for n in case_names(&daemon_fixtures_dir(), 4) {
+        let dir = daemon_fixtures_dir().join(&n);
+        cases.push(load_case(format!("{DAEMON_SET}/{n}"), dir));
+    }
     cases.push(load_case(EXAMPLE.into(), repo_root().join(EXAMPLE)));
     cases
 }
@@ -678,4 +695,53 @@ fn pending_list_names_only_existing_cases() {
     }
     let unique: BTreeSet<&String> = pending.iter().collect();
     assert_eq!(unique.len(), pending.len(), "{PENDING} lists a case twice");
+}
+
+/// The README states the fixture counts by kind; they must be the counts of the
+/// fixtures this test runs, so the headline cannot drift from what is checked.
+#[test]
+fn readme_states_the_fixture_counts() {
+    let cases = load_cases();
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut daemon = 0;
+    for c in cases.iter().filter(|c| c.name != EXAMPLE) {
+        let e = &c.json["expect"];
+        let kind = if e["error"].is_string() {
+            "error"
+        } else if e["tar"].is_string() {
+            e["match"].as_str().unwrap_or("exact")
+        } else {
+            "response"
+        };
+        *kinds.entry(kind).or_default() += 1;
+        daemon += usize::from(c.name.starts_with(DAEMON_SET));
+    }
+    let total: usize = kinds.values().sum();
+    let n = |k: &str| kinds.get(k).copied().unwrap_or(0);
+    let readme = fs::read_to_string(repo_root().join("README.md"))
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for claim in [
+        format!(
+            "of {total} fixtures ({} constructed, {daemon} recorded",
+            total - daemon
+        ),
+        format!("{} archives are byte-identical", n("exact")),
+        format!(
+            "{} are identical modulo compression",
+            n("modulo-compression")
+        ),
+        format!(
+            "{} give BuildKit's error text and {} its response map",
+            n("error"),
+            n("response")
+        ),
+    ] {
+        assert!(
+            readme.contains(&claim),
+            "README.md does not say {claim:?} ({kinds:?})"
+        );
+    }
 }

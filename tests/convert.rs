@@ -372,3 +372,69 @@ async fn convert_rpc_streams_the_same_bytes() {
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
     assert!(bad.message().contains("sideways"));
 }
+
+/// The SBOM fixtures recorded from a running daemon: converting BuildKit's archive to
+/// the other form gives exactly the archive oxport exports from the same build result
+/// in that form, so SBOM statements (core SBOM supplemented, default subjects) move
+/// through a conversion byte for byte.
+#[test]
+fn daemon_sbom_fixtures_convert_to_the_export_in_the_other_form() {
+    let dir = harness::repo_root().join("tests/conformance/buildkit-daemon");
+    let mut checked = 0;
+    let scratch = tempfile::tempdir().unwrap();
+    let mut names: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    for case_dir in names {
+        let case: Value =
+            serde_json::from_slice(&fs::read(case_dir.join("case.json")).unwrap()).unwrap();
+        let has_sbom = case["attestations"]
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.values())
+            .flat_map(|l| l.as_array().into_iter().flatten())
+            .any(|a| a["metadata"]["sbom-core"].is_string());
+        if !has_sbom || case["expect"]["match"] != "exact" {
+            continue;
+        }
+        let name = case_dir.file_name().unwrap().to_string_lossy().into_owned();
+        let other = !resolved_artifact(&case);
+        let form = if other { "artifact" } else { "legacy" };
+        let exported = scratch.path().join(format!("{name}-export.tar"));
+        let out = Command::new(harness::oxport_bin())
+            .arg("export")
+            .arg("--result")
+            .arg(case_dir.join("case.json"))
+            .arg("--output")
+            .arg(format!(
+                "type=oci,dest={},oci-artifact={other}",
+                exported.display()
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: export with oci-artifact={other}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let converted = scratch.path().join(format!("{name}-converted.tar"));
+        convert(
+            form,
+            &archive(&case_dir.join("expected.tar")),
+            &archive(&converted),
+        );
+        same_files(
+            &tar_files(&converted),
+            &tar_files(&exported),
+            &format!("{name} converted to the {form} form"),
+        );
+        assert!(
+            fs::read(&converted).unwrap() == fs::read(&exported).unwrap(),
+            "{name}: the converted archive differs from the export in the {form} form"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 2, "only {checked} SBOM fixtures were checked");
+}

@@ -13,6 +13,8 @@
 # and, from PyPI into the virtualenv target/pyenv (OXPORT_PYENV overrides the place):
 #   grpcio, grpcio-tools   the Python client generated from proto/ (tests/python_client.rs)
 #   kubernetes-validate    validates deploy/kubernetes offline (tests/deploy.rs)
+# and, through the Go toolchain and its module proxy, the SPDX Go library that
+# tests/spdx_oracle.rs compares the SBOM supplement with (pinned in tests/spdx-oracle/go.mod).
 # Under CI=true a missing tool fails the tests; elsewhere the tests say loudly what they
 # could not check.
 set -euo pipefail
@@ -77,6 +79,11 @@ if ! "$pyenv/bin/python" -c 'import grpc, grpc_tools.protoc, kubernetes_validate
         echo "run.sh: pip could not install ${py_packages[*]}; the tests that need them will fail under CI" >&2
 fi
 export OXPORT_PYENV="$pyenv"
+
+# Go's default install location, for shells whose PATH lacks it.
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+    export PATH="$PATH:/usr/local/go/bin"
+fi
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

@@ -4,9 +4,12 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::sbom::{self, LayerFiles};
 use crate::error::{ExportError, Result};
 use crate::json::{self, Object};
-use crate::model::{Attestation, AttestationContent, AttestationKind, Origin, SubjectKind};
+use crate::model::{
+    Attestation, AttestationContent, AttestationKind, Origin, Subject, SubjectKind,
+};
 use crate::oci::{self, Descriptor, Manifest, Platform};
 use crate::reference::Reference;
 
@@ -111,82 +114,52 @@ fn go_value(v: &Value) -> String {
     }
 }
 
-/// The statements of one platform, in the frontend's order, bundles expanded
-/// in file-name order.
-pub fn statements(
-    atts: &[&Attestation],
-    names: &[Reference],
-    platform: &Platform,
-    manifest: &Descriptor,
+/// One in-toto attestation after bundles are expanded (BuildKit's
+/// `attestation.Unbundle`): a bundle contributes one per statement file, with
+/// the statement's subjects (none means the default ones) and its predicate
+/// re-encoded as Go re-encodes an `interface{}`.
+struct Unbundled<'a> {
+    field: String,
+    path: String,
+    predicate_type: String,
+    subjects: Vec<Subject>,
+    metadata: &'a BTreeMap<String, String>,
+    /// The predicate bytes (raw for in-toto attestations; may be empty).
+    content: Vec<u8>,
+}
+
+fn unbundle<'a>(
+    atts: &[&'a Attestation],
     field: &str,
     max_size: usize,
-) -> Result<Vec<Statement>> {
-    let self_digest = digest_map(std::slice::from_ref(&manifest.digest));
+) -> Result<Vec<Unbundled<'a>>> {
     let mut out = Vec::new();
     for (i, a) in atts.iter().enumerate() {
         let field = format!("{field}[{i}]");
         match (&a.kind, &a.content) {
-            (AttestationKind::InToto, AttestationContent::InToto(content)) => {
-                let predicate = if content.is_empty() {
-                    "null".to_string()
-                } else {
-                    let text = std::str::from_utf8(content)
-                        .ok()
-                        .filter(|t| serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok())
-                        .ok_or_else(|| {
-                            ExportError::invalid(
-                                format!("{field}.content"),
-                                format!("attestation {} is not valid JSON", a.path),
-                            )
-                        })?;
-                    json::compact_raw(text)
-                };
-                let mut subjects = Vec::new();
-                let self_only = [crate::model::Subject {
-                    kind: SubjectKind::SelfImage,
-                    name: String::new(),
-                    digest: Vec::new(),
-                }];
-                let given = if a.subjects.is_empty() {
-                    &self_only[..]
-                } else {
-                    &a.subjects[..]
-                };
-                for s in given {
-                    match s.kind {
-                        SubjectKind::SelfImage => {
-                            for n in names {
-                                subjects.push(subject(&n.purl(Some(platform)), &self_digest));
-                                if !s.name.is_empty() {
-                                    subjects.push(subject(&s.name, &self_digest));
-                                }
-                            }
-                        }
-                        SubjectKind::Raw => subjects.push(subject(&s.name, &digest_map(&s.digest))),
-                    }
-                }
-                push(
-                    &mut out,
-                    &a.predicate_type,
-                    statement_bytes(&a.predicate_type, &subjects, &predicate),
-                    &field,
-                    max_size,
-                )?;
-            }
+            (AttestationKind::InToto, AttestationContent::InToto(content)) => out.push(Unbundled {
+                field,
+                path: a.path.clone(),
+                predicate_type: a.predicate_type.clone(),
+                subjects: a.subjects.clone(),
+                metadata: &a.metadata,
+                content: content.clone(),
+            }),
             (AttestationKind::Bundle, AttestationContent::Bundle(files)) => {
                 let mut files: Vec<&(String, Vec<u8>)> = files.iter().collect();
                 files.sort_by(|x, y| x.0.cmp(&y.0));
                 for (name, bytes) in files {
                     let field = format!("{field}.bundle[{name:?}]");
-                    let st = bundle_statement(bytes, &a.predicate_type, max_size)
+                    let entry = bundle_entry(bytes, &a.predicate_type, max_size)
                         .map_err(|e| e.with_field(field.clone()))?;
-                    push(
-                        &mut out,
-                        &st.predicate_type.clone(),
-                        st.bytes,
-                        &field,
-                        max_size,
-                    )?;
+                    out.push(Unbundled {
+                        field,
+                        path: sbom::join(&a.path, name),
+                        predicate_type: entry.predicate_type,
+                        subjects: entry.subjects,
+                        metadata: &a.metadata,
+                        content: entry.predicate.into_bytes(),
+                    });
                 }
             }
             _ => {
@@ -197,7 +170,134 @@ pub fn statements(
             }
         }
     }
+    // The core SBOM first, the rest in order.
+    let (mut first, rest): (Vec<_>, Vec<_>) = out
+        .into_iter()
+        .partition(|u| sbom::sorts_first(&u.path, u.metadata));
+    first.extend(rest);
+    Ok(first)
+}
+
+/// True when a platform's attestations hold a core SPDX SBOM, so its
+/// layers' entry names are needed (see `assemble::sbom`).
+pub fn wants_layer_files(atts: &[&Attestation]) -> bool {
+    atts.iter().any(|a| match &a.content {
+        AttestationContent::InToto(_) => {
+            sbom::is_core_spdx(&a.predicate_type, &a.path, &a.metadata)
+        }
+        AttestationContent::Bundle(files) => files.iter().any(|(name, bytes)| {
+            let path = sbom::join(&a.path, name);
+            if !sbom::is_core_spdx(sbom::PREDICATE_SPDX, &path, &a.metadata) {
+                return false;
+            }
+            let pt = if a.predicate_type.is_empty() {
+                serde_json::from_slice::<Value>(bytes)
+                    .ok()
+                    .and_then(|v| v.get("predicateType")?.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            } else {
+                a.predicate_type.clone()
+            };
+            sbom::is_core_spdx(&pt, &path, &a.metadata)
+        }),
+    })
+}
+
+/// The image a platform's statements are about, and what the SBOM
+/// supplement needs.
+pub struct StatementContext<'a> {
+    pub names: &'a [Reference],
+    pub platform: &'a Platform,
+    pub manifest: &'a Descriptor,
+    /// The platform's layer entry names; `None` when it has no layers (no
+    /// ref: BuildKit then leaves the SBOM alone).
+    pub layer_files: Option<&'a LayerFiles>,
+    pub builder_version: &'a str,
+}
+
+/// The statements of one platform: the frontend's order with bundles
+/// expanded in file-name order, the core SBOM first and supplemented.
+pub fn statements(
+    atts: &[&Attestation],
+    cx: &StatementContext<'_>,
+    field: &str,
+    max_size: usize,
+) -> Result<Vec<Statement>> {
+    let self_digest = digest_map(std::slice::from_ref(&cx.manifest.digest));
+    let mut out = Vec::new();
+    for mut u in unbundle(atts, field, max_size)? {
+        if let Some(files) = cx.layer_files {
+            if sbom::is_core_spdx(&u.predicate_type, &u.path, u.metadata) {
+                if let Some(bytes) = sbom::supplement(&u.content, files, cx.builder_version)
+                    .map_err(|e| ExportError::invalid(format!("{}.content", u.field), e))?
+                {
+                    u.content = bytes;
+                }
+            }
+        }
+        let predicate = predicate_json(&u)?;
+        let subjects = statement_subjects(&u.subjects, cx, &self_digest);
+        push(
+            &mut out,
+            &u.predicate_type,
+            statement_bytes(&u.predicate_type, &subjects, &predicate),
+            &u.field,
+            max_size,
+        )?;
+    }
     Ok(out)
+}
+
+/// The predicate as it goes into the statement: compacted, `null` when empty.
+fn predicate_json(u: &Unbundled<'_>) -> Result<String> {
+    if u.content.is_empty() {
+        return Ok("null".to_string());
+    }
+    let text = std::str::from_utf8(&u.content)
+        .ok()
+        .filter(|t| serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok())
+        .ok_or_else(|| {
+            ExportError::invalid(
+                format!("{}.content", u.field),
+                format!("attestation {} is not valid JSON", u.path),
+            )
+        })?;
+    Ok(json::compact_raw(text))
+}
+
+/// Subjects as BuildKit writes them: no subject means one `Self`; `Self`
+/// expands to each image name's purl (then its own name) with the image
+/// manifest digest; `Raw` passes through (an empty name becomes `_`).
+fn statement_subjects(
+    given: &[Subject],
+    cx: &StatementContext<'_>,
+    self_digest: &str,
+) -> Vec<String> {
+    let self_only = [Subject {
+        kind: SubjectKind::SelfImage,
+        name: String::new(),
+        digest: Vec::new(),
+    }];
+    let given = if given.is_empty() {
+        &self_only[..]
+    } else {
+        given
+    };
+    let mut subjects = Vec::new();
+    for s in given {
+        match s.kind {
+            SubjectKind::SelfImage => {
+                for n in cx.names {
+                    subjects.push(subject(&n.purl(Some(cx.platform)), self_digest));
+                    if !s.name.is_empty() {
+                        subjects.push(subject(&s.name, self_digest));
+                    }
+                }
+            }
+            SubjectKind::Raw => subjects.push(subject(&s.name, &digest_map(&s.digest))),
+        }
+    }
+    subjects
 }
 
 fn push(
@@ -227,8 +327,16 @@ fn check_size(len: usize, field: &str, max_size: usize) -> Result<()> {
     Ok(())
 }
 
-/// One ready statement of a bundle, re-encoded as Go re-encodes it.
-fn bundle_statement(bytes: &[u8], required: &str, max_size: usize) -> Result<Statement> {
+/// One statement file of a bundle, decoded as BuildKit decodes it.
+struct BundleEntry {
+    predicate_type: String,
+    /// `Raw` subjects, in the statement's order.
+    subjects: Vec<Subject>,
+    /// The predicate re-encoded as Go re-encodes an `interface{}`.
+    predicate: String,
+}
+
+fn bundle_entry(bytes: &[u8], required: &str, max_size: usize) -> Result<BundleEntry> {
     check_size(bytes.len(), "bundle", max_size)?;
     let v: Value = serde_json::from_slice(bytes)
         .map_err(|e| ExportError::invalid("bundle", format!("invalid in-toto statement: {e}")))?;
@@ -253,20 +361,24 @@ fn bundle_statement(bytes: &[u8], required: &str, max_size: usize) -> Result<Sta
     if let Some(Value::Array(subs)) = obj.get("subject") {
         for s in subs {
             let name = s.get("name").and_then(Value::as_str).unwrap_or_default();
-            let digests: Vec<String> = match s.get("digest") {
+            let digest: Vec<String> = match s.get("digest") {
                 Some(Value::Object(d)) => d
                     .iter()
                     .map(|(alg, hex)| format!("{alg}:{}", hex.as_str().unwrap_or_default()))
                     .collect(),
                 _ => Vec::new(),
             };
-            subjects.push(subject(name, &digest_map(&digests)));
+            subjects.push(Subject {
+                kind: SubjectKind::Raw,
+                name: name.to_string(),
+                digest,
+            });
         }
     }
-    let predicate = obj.get("predicate").map_or("null".into(), go_value);
-    Ok(Statement {
-        bytes: statement_bytes(&pt, &subjects, &predicate),
+    Ok(BundleEntry {
         predicate_type: pt,
+        subjects,
+        predicate: obj.get("predicate").map_or("null".into(), go_value),
     })
 }
 
@@ -373,29 +485,4 @@ pub fn manifest_for_layers(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn go_numbers() {
-        let n = |s: &str| go_value(&serde_json::from_str(s).unwrap());
-        assert_eq!(n("1.50"), "1.5");
-        assert_eq!(n("1e3"), "1000");
-        assert_eq!(n("1e21"), "1e+21");
-        assert_eq!(n("0.0000001"), "1e-7");
-        assert_eq!(n(r#"{"b":1,"a":"<"}"#), r#"{"a":"\u003c","b":1}"#);
-    }
-
-    #[test]
-    fn bundle_predicate_type_must_match() {
-        let st = br#"{"_type":"x","predicateType":"a","subject":[],"predicate":null}"#;
-        assert_eq!(
-            bundle_statement(st, "b", 1 << 20).unwrap_err().message,
-            "bundle entry a does not match required predicate type b"
-        );
-        assert_eq!(
-            String::from_utf8(bundle_statement(st, "", 1 << 20).unwrap().bytes).unwrap(),
-            r#"{"_type":"https://in-toto.io/Statement/v1","predicateType":"a","subject":[],"predicate":null}"#
-        );
-    }
-}
+mod tests;

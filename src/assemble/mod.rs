@@ -4,6 +4,7 @@
 
 pub mod attest;
 pub mod config;
+pub mod sbom;
 
 use std::collections::BTreeMap;
 
@@ -26,6 +27,9 @@ pub struct PlatformInput<'a> {
     /// Per layer: (createdBy, created).
     pub layer_meta: Vec<(String, Option<Time>)>,
     pub attestations: Vec<&'a Attestation>,
+    /// The entry names of the platform's layers, when a core SPDX SBOM needs
+    /// them (`None` otherwise, and when the platform has no layers).
+    pub layer_files: Option<sbom::LayerFiles>,
     pub epoch: Option<Time>,
     pub annotations: Annotations,
 }
@@ -44,6 +48,8 @@ pub struct AssembleOptions<'a> {
     pub annotations: Annotations,
     /// The largest in-toto statement written (`Limits::max_statement_size`).
     pub max_statement_size: usize,
+    /// The builder's version, for the SBOM supplement.
+    pub builder_version: &'a str,
 }
 
 /// The bytes of one blob of the graph.
@@ -182,14 +188,14 @@ pub fn assemble(platforms: &[PlatformInput<'_>], opts: &AssembleOptions<'_>) -> 
             continue;
         }
         let field = format!("attestations[{:?}]", p.id);
-        let statements = attest::statements(
-            &p.attestations,
-            opts.names,
-            &p.platform,
-            &image.descriptor,
-            &field,
-            opts.max_statement_size,
-        )?;
+        let cx = attest::StatementContext {
+            names: opts.names,
+            platform: &p.platform,
+            manifest: &image.descriptor,
+            layer_files: p.layer_files.as_ref(),
+            builder_version: opts.builder_version,
+        };
+        let statements = attest::statements(&p.attestations, &cx, &field, opts.max_statement_size)?;
         let am = attest::attestation_manifest(statements, &image.descriptor, opts.oci_artifact);
         for (d, bytes) in am.blobs {
             graph.add(&d, Blob::Bytes(bytes));

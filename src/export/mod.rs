@@ -235,6 +235,7 @@ pub fn export(
     // Export the layers (the one step that reads blobs before the sink).
     let mut inputs: Vec<PlatformInput<'_>> = Vec::with_capacity(platforms.len());
     let mut converted: BTreeMap<(String, Option<i64>), ExportedLayer> = BTreeMap::new();
+    let mut entry_names = layer::files::EntryNames::default();
     for (i, (id, platform)) in platforms.iter().enumerate() {
         let ref_key = if is_map { id.as_str() } else { "" };
         let layers = &result.refs[ref_key];
@@ -297,13 +298,20 @@ pub fn export(
         } else {
             None
         };
+        let attestations = std::mem::take(&mut atts[i]);
+        let layer_files = if !exported.is_empty() && attest::wants_layer_files(&attestations) {
+            Some(entry_names.layer_files(layers, &exported, ref_key, env.blobs)?)
+        } else {
+            None
+        };
         inputs.push(PlatformInput {
             id: id.clone(),
             platform: platform.clone(),
             config,
             layers: exported,
             layer_meta,
-            attestations: std::mem::take(&mut atts[i]),
+            attestations,
+            layer_files,
             epoch,
             annotations: opts.annotations.for_platform(scope.as_deref()),
         });
@@ -323,6 +331,7 @@ pub fn export(
                 ..Default::default()
             },
             max_statement_size: env.limits.max_statement_size,
+            builder_version: &result.builder_version,
         },
     )?;
 

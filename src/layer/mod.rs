@@ -3,6 +3,7 @@
 //! temporary file. Everything streams; no layer is held in memory.
 
 pub mod codec;
+pub mod files;
 pub mod pgzip;
 pub mod tar_rewrite;
 

@@ -162,6 +162,7 @@ pub fn build(p: &Params, dir: &Path) -> Result<Case> {
                 refs: BTreeMap::from([(p.platform.clone(), vec![layer])]),
                 metadata,
                 attestations: BTreeMap::from([(p.platform.clone(), attestations)]),
+                builder_version: String::new(),
             },
         },
         blobs: BTreeMap::from([(blob.digest, blob_path)]),

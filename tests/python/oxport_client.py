@@ -97,6 +97,7 @@ def load_case(path, pb):
                     att.bundle.add(name=name, content=read(os.path.join(a["content"], name)))
             for s in a.get("subjects", []):
                 att.subjects.add(kind=subject_kinds[s["kind"]], name=s.get("name", ""), digest=s.get("digest", []))
+    result.builder_version = case.get("builderVersion", "")
     request = pb.ExportRequest(
         exporter=case.get("exporter", ""),
         attrs=case.get("attrs", {}),
