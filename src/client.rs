@@ -143,13 +143,15 @@ impl Client {
         Ok(resp.into_inner().missing)
     }
 
-    /// How much of the upload `ref_` (the digest when empty) the server holds.
-    pub async fn blob_status(&mut self, ref_: &str, digest: &str) -> Result<BlobStatus> {
+    /// How much of the upload `ref_` (the digest when empty) of a blob of
+    /// `size` bytes the server holds.
+    pub async fn blob_status(&mut self, ref_: &str, digest: &str, size: u64) -> Result<BlobStatus> {
         let resp = self
             .rpc
             .blob_status(proto::BlobStatusRequest {
                 r#ref: ref_.to_string(),
                 digest: digest.to_string(),
+                size: i64::try_from(size).unwrap_or(0),
             })
             .await?
             .into_inner();
@@ -164,18 +166,19 @@ impl Client {
     /// streams from the new offset.
     pub async fn upload_blob(&mut self, digest: &str, size: u64, path: &Path) -> Result<Upload> {
         let mut last = None;
+        let mut start_over = false;
         for attempt in 0..UPLOAD_ATTEMPTS {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(100 << attempt.min(4))).await;
             }
-            let status = self.blob_status(digest, digest).await?;
+            let status = self.blob_status(digest, digest, size).await?;
             if status.committed {
                 return Ok(Upload {
                     existed: true,
                     ..Upload::default()
                 });
             }
-            let offset = if status.offset <= size {
+            let offset = if status.offset <= size && !start_over {
                 status.offset
             } else {
                 0
@@ -197,6 +200,15 @@ impl Client {
                 }
                 Err(ClientError::Status(s)) if retryable(&s) => {
                     debug!(%digest, code = ?s.code(), error = s.message(), "upload broke; resuming");
+                    last = Some(s);
+                }
+                // What the server holds cannot be resumed (another size, say):
+                // the server said to start over at offset 0.
+                Err(ClientError::Status(s))
+                    if s.code() == tonic::Code::FailedPrecondition && offset != 0 =>
+                {
+                    debug!(%digest, error = s.message(), "upload cannot resume; starting over");
+                    start_over = true;
                     last = Some(s);
                 }
                 Err(e) => return Err(e),

@@ -31,14 +31,26 @@ pub struct Limits {
     pub max_statement_size: usize,
     /// Platforms (refs) in one build result (`--max-platforms`).
     pub max_platforms: usize,
+    /// Layers of all refs of one build result together (`--max-layers`).
+    pub max_layers: usize,
+    /// Digests in one `MissingBlobs` request (`--max-request-digests`).
+    pub max_request_digests: usize,
     /// One annotation, key plus value (`--max-annotation-size`).
     pub max_annotation_size: usize,
     /// Nesting of configs, platform lists and predicates (`--max-json-depth`).
     pub max_json_depth: usize,
     /// How long one request may take, upload or export (`--request-timeout`).
     pub request_timeout: Duration,
+    /// How long an upload stream may go without a message (`--stream-idle-timeout`).
+    pub stream_idle_timeout: Duration,
+    /// How long a partial upload nothing writes to is kept for a resume (`--upload-expiry`).
+    pub upload_expiry: Duration,
     /// Requests handled at once; more are refused at once (`--max-concurrent-requests`).
     pub max_concurrent_requests: usize,
+    /// Connections open at once; more wait to be accepted (`--max-connections`).
+    pub max_connections: usize,
+    /// Requests (HTTP/2 streams) one connection may have open (`--max-streams-per-connection`).
+    pub max_streams_per_connection: usize,
     /// Exports and conversions running at once (`--max-exports`; 0: one per CPU).
     pub max_exports: usize,
     /// Exports waiting for a slot; more are refused at once (`--export-queue`).
@@ -48,16 +60,22 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_message_size: (256 * MIB) as usize,
+            max_message_size: (64 * MIB) as usize,
             max_blob_size: 64 * GIB,
             max_upload_bytes: 64 * GIB,
             max_attestations_per_platform: 64,
             max_statement_size: (40 * MIB) as usize,
             max_platforms: 64,
+            max_layers: 8192,
+            max_request_digests: 8192,
             max_annotation_size: 64 << 10,
             max_json_depth: 64,
             request_timeout: Duration::from_secs(3600),
+            stream_idle_timeout: Duration::from_secs(60),
+            upload_expiry: Duration::from_secs(24 * 3600),
             max_concurrent_requests: 256,
+            max_connections: 512,
+            max_streams_per_connection: 64,
             max_exports: 0,
             export_queue: 128,
         }

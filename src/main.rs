@@ -246,6 +246,10 @@ fn main() -> ExitCode {
             } => inspect(&src, &format, &RemoteOptions { insecure }),
         }
     });
+    // Blocking work still running here (a conversion stuck on hostile input,
+    // an export past its grace) must not keep the process alive: its threads
+    // are left to the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {

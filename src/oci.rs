@@ -38,6 +38,28 @@ pub fn digest_hex(digest: &str) -> &str {
     digest.split_once(':').map(|(_, h)| h).unwrap_or(digest)
 }
 
+/// The digest algorithms OCI registers, which oxport verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestAlgorithm {
+    Sha256,
+    Sha512,
+}
+
+/// The algorithm of a well-formed digest: `sha256:` with 64 or `sha512:` with
+/// 128 lowercase hex digits. `None` for anything else, which is never trusted.
+pub fn digest_algorithm(d: &str) -> Option<DigestAlgorithm> {
+    let (alg, hex) = d.split_once(':')?;
+    let (alg, len) = match alg {
+        "sha256" => (DigestAlgorithm::Sha256, 64),
+        "sha512" => (DigestAlgorithm::Sha512, 128),
+        _ => return None,
+    };
+    let lower_hex = hex
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    (hex.len() == len && lower_hex).then_some(alg)
+}
+
 /// True for `sha256:` followed by 64 lowercase hex digits.
 pub fn is_sha256_digest(d: &str) -> bool {
     d.strip_prefix("sha256:").is_some_and(|h| {

@@ -260,6 +260,7 @@ async fn inputs_past_each_limit_are_refused_by_name() {
         .blob_status(proto::BlobStatusRequest {
             r#ref: String::new(),
             digest: d.clone(),
+            size: 0,
         })
         .await
         .unwrap()
@@ -319,6 +320,7 @@ async fn a_cancelled_upload_is_kept_for_a_resume() {
             .blob_status(proto::BlobStatusRequest {
                 r#ref: String::new(),
                 digest: d.clone(),
+                size: 0,
             })
             .await
             .unwrap()
@@ -338,6 +340,7 @@ async fn a_cancelled_upload_is_kept_for_a_resume() {
         .blob_status(proto::BlobStatusRequest {
             r#ref: String::new(),
             digest: d.clone(),
+            size: 0,
         })
         .await
         .unwrap()

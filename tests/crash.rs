@@ -108,7 +108,10 @@ async fn sigkill_mid_upload_leaves_a_consistent_store() {
         vec![digest.clone()],
         "the cut blob must be reported missing"
     );
-    let status = client.blob_status(&digest, &digest).await.unwrap();
+    let status = client
+        .blob_status(&digest, &digest, 256 << 20)
+        .await
+        .unwrap();
     let done = client
         .upload_blob(&digest, std::fs::metadata(&path).unwrap().len(), &path)
         .await

@@ -185,7 +185,7 @@ async fn upload_resumes_after_a_broken_stream() {
     });
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let st = client.blob_status(&d, &d).await.unwrap();
+        let st = client.blob_status(&d, &d, data.len() as u64).await.unwrap();
         if st.offset == half as u64 {
             break;
         }

@@ -57,7 +57,14 @@ struct Planner<'a> {
     /// Image manifests by digest, for detached attestations' subjects.
     images: HashMap<String, Descriptor>,
     changes: Vec<Change>,
+    /// The indexes being converted, outermost first: a digest listed again
+    /// inside itself is a cycle.
+    open: Vec<String>,
 }
+
+/// How deep indexes may nest. Real images nest one or two levels; the limit
+/// keeps a hostile chain from exhausting the stack.
+pub const MAX_INDEX_DEPTH: usize = 16;
 
 fn is_manifest(media_type: &str) -> bool {
     media_type == oci::MT_OCI_MANIFEST || media_type == oci::MT_DOCKER_MANIFEST
@@ -85,7 +92,7 @@ impl Planner<'_> {
             return Ok(out);
         }
         let new = if image::is_index(&d.media_type) {
-            self.index(d, at)?
+            self.nested_index(d, at)?
         } else if is_manifest(&d.media_type) && is_attestation_entry(d) {
             self.attestation(d, subject, at)?
         } else {
@@ -102,10 +109,36 @@ impl Planner<'_> {
         Ok(new)
     }
 
+    /// An index inside the walk: refused when it nests too deep or lists
+    /// itself, directly or through others.
+    fn nested_index(&mut self, d: &Descriptor, at: &str) -> Result<Descriptor> {
+        if self.open.contains(&d.digest) {
+            return Err(ExportError::invalid(
+                at,
+                format!("{at}: index {} lists itself (a cycle)", d.digest),
+            ));
+        }
+        if self.open.len() >= MAX_INDEX_DEPTH {
+            return Err(ExportError::invalid(
+                at,
+                format!("{at}: indexes nest more than {MAX_INDEX_DEPTH} levels deep"),
+            ));
+        }
+        self.open.push(d.digest.clone());
+        let r = self.index(d, at);
+        self.open.pop();
+        r
+    }
+
     fn index(&mut self, d: &Descriptor, at: &str) -> Result<Descriptor> {
         let parsed = read_index(self.src, d, at)?;
         let mut idx = parsed.value;
         let children = idx.manifests.clone();
+        // The images this index lists, by digest (first listing wins).
+        let mut listed: HashMap<&str, &Descriptor> = HashMap::new();
+        for c in children.iter().filter(|c| !is_attestation_entry(c)) {
+            listed.entry(c.digest.as_str()).or_insert(c);
+        }
         let mut changed = false;
         for (j, c) in children.iter().enumerate() {
             let at = format!("{at}/manifests[{j}]");
@@ -113,9 +146,9 @@ impl Planner<'_> {
                 .annotations
                 .get(REFERENCE_DIGEST_ANNOTATION)
                 .and_then(|s| {
-                    children
-                        .iter()
-                        .find(|x| x.digest == *s && !is_attestation_entry(x))
+                    listed
+                        .get(s.as_str())
+                        .copied()
                         .or_else(|| self.images.get(s))
                 })
                 .cloned();
@@ -214,6 +247,7 @@ pub fn plan(src: &dyn ImageSource, to: Form, dest_ref: Option<&str>) -> Result<C
         done: HashMap::new(),
         images: HashMap::new(),
         changes: Vec::new(),
+        open: Vec::new(),
     };
     p.collect_images(&top.manifests)?;
     let mut entries = Vec::with_capacity(top.manifests.len());

@@ -167,6 +167,19 @@ pub(super) fn check_layer(l: &crate::model::Layer, field: &str) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a build result of more layers than `--max-layers` allows.
+pub fn check_layer_count(layers: usize, lim: &Limits) -> Result<()> {
+    if layers > lim.max_layers {
+        return Err(limits::exceeded(
+            "refs",
+            format!("a build result of {layers} layers"),
+            lim.max_layers as u64,
+            "max-layers",
+        ));
+    }
+    Ok(())
+}
+
 /// Refuses a request past the limits before any work: counts, annotation
 /// sizes and JSON nesting (statement sizes are checked as they are written).
 pub(super) fn check_limits(req: &ExportRequest, lim: &Limits) -> Result<()> {
@@ -179,6 +192,8 @@ pub(super) fn check_limits(req: &ExportRequest, lim: &Limits) -> Result<()> {
             "max-platforms",
         ));
     }
+    let layers: usize = result.refs.values().map(Vec::len).sum();
+    check_layer_count(layers, lim)?;
     for (key, atts) in &result.attestations {
         if atts.len() > lim.max_attestations_per_platform {
             return Err(limits::exceeded(

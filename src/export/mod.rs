@@ -24,6 +24,8 @@ use crate::timefmt::Time;
 
 mod input;
 
+pub use input::check_layer_count;
+
 use input::{
     check_layer, check_limits, map_platforms, meta_epoch, parse_created, KEY_CONFIG, KEY_EPOCH,
     KEY_IMAGE_NAME,

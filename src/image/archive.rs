@@ -28,8 +28,16 @@ fn bad(path: &Path, msg: impl std::fmt::Display) -> ExportError {
     )
 }
 
-fn round_up(n: u64) -> u64 {
-    n.div_ceil(BLOCK) * BLOCK
+/// `n` rounded up to whole blocks; `None` past `u64`.
+fn round_up(n: u64) -> Option<u64> {
+    n.div_ceil(BLOCK).checked_mul(BLOCK)
+}
+
+/// The offset after `len` bytes (rounded up to whole blocks) from `pos`,
+/// when the archive of `total` bytes holds them. Sizes come from the input,
+/// so every step is checked: a size near 2^64 must not wrap around.
+fn advance(pos: u64, len: u64, total: u64) -> Option<u64> {
+    pos.checked_add(round_up(len)?).filter(|&end| end <= total)
 }
 
 /// `path=` and `size=` of a PAX extended header.
@@ -66,7 +74,7 @@ impl ArchiveSource {
         let (mut long_name, mut pax_size): (Option<String>, Option<u64>) = (None, None);
         let mut h = [0u8; BLOCK as usize];
         loop {
-            if pos + BLOCK > len {
+            if pos.checked_add(BLOCK).is_none_or(|end| end > len) {
                 return Err(bad(path, "the tar ends without its end-of-archive blocks"));
             }
             f.seek(SeekFrom::Start(pos))?;
@@ -100,8 +108,11 @@ impl ArchiveSource {
                 b'0' | 0 => {
                     let rel = clean_path(&name).map_err(|e| bad(path, e))?;
                     let key = rel.to_string_lossy().into_owned();
-                    if pos + size > len {
-                        return Err(bad(path, format!("{key}: the tar is truncated")));
+                    if pos.checked_add(size).is_none_or(|end| end > len) {
+                        return Err(bad(
+                            path,
+                            format!("{key}: {size} bytes do not fit in the archive"),
+                        ));
                     }
                     entries.insert(key, (pos, size));
                 }
@@ -113,7 +124,12 @@ impl ArchiveSource {
             } else {
                 size
             };
-            pos += round_up(data_len);
+            pos = advance(pos, data_len, len).ok_or_else(|| {
+                bad(
+                    path,
+                    format!("{name}: an entry of {data_len} bytes does not fit in the archive"),
+                )
+            })?;
         }
         Ok(ArchiveSource {
             path: path.to_path_buf(),

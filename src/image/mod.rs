@@ -18,10 +18,10 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
-use sha2::{Digest as _, Sha256};
+use sha2::{Digest as _, Sha256, Sha512};
 
 use crate::error::{ErrorKind, ExportError, Result};
-use crate::oci::{self, Descriptor};
+use crate::oci::{self, Descriptor, DigestAlgorithm};
 
 /// The largest JSON blob (manifest, index, config, statement) read whole.
 pub const MAX_JSON_BLOB: u64 = 64 << 20;
@@ -125,8 +125,15 @@ pub fn open(r: &ImageRef, opts: &remote::RemoteOptions) -> Result<Box<dyn ImageS
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BlobProblem {
     Missing,
-    Size { stored: u64 },
-    Digest { actual: String },
+    Size {
+        stored: u64,
+    },
+    Digest {
+        actual: String,
+    },
+    /// The descriptor's digest is not one OCI allows (`sha256:` with 64 or
+    /// `sha512:` with 128 lowercase hex digits), so the blob cannot be verified.
+    BadDigest,
 }
 
 impl fmt::Display for BlobProblem {
@@ -135,57 +142,92 @@ impl fmt::Display for BlobProblem {
             BlobProblem::Missing => write!(f, "blob is missing"),
             BlobProblem::Size { stored } => write!(f, "blob has {stored} bytes"),
             BlobProblem::Digest { actual } => write!(f, "blob content has digest {actual}"),
+            BlobProblem::BadDigest => write!(
+                f,
+                "unsupported or malformed digest: OCI allows sha256 (64) and sha512 (128) lowercase hex digits"
+            ),
         }
     }
 }
 
-/// A reader that hashes what passes through it.
+enum Hasher {
+    Sha256(Sha256),
+    Sha512(Sha512),
+}
+
+/// A reader that hashes what passes through it with a digest's algorithm.
 pub struct Verified<R> {
     inner: R,
-    hasher: Sha256,
+    hasher: Hasher,
     read: u64,
 }
 
 impl<R: Read> Verified<R> {
+    /// Hashes with sha256.
     pub fn new(inner: R) -> Self {
+        Self::with(inner, DigestAlgorithm::Sha256)
+    }
+
+    /// Hashes with the algorithm of `digest`; `None` when it is not a digest
+    /// OCI allows.
+    pub fn for_digest(inner: R, digest: &str) -> Option<Self> {
+        oci::digest_algorithm(digest).map(|a| Self::with(inner, a))
+    }
+
+    fn with(inner: R, alg: DigestAlgorithm) -> Self {
+        let hasher = match alg {
+            DigestAlgorithm::Sha256 => Hasher::Sha256(Sha256::new()),
+            DigestAlgorithm::Sha512 => Hasher::Sha512(Sha512::new()),
+        };
         Verified {
             inner,
-            hasher: Sha256::new(),
+            hasher,
             read: 0,
         }
     }
 
-    /// `sha256:<hex>` of the bytes read so far, and their count.
+    /// `<algorithm>:<hex>` of the bytes read so far, and their count.
     pub fn finish(self) -> (String, u64) {
-        (
-            format!("sha256:{}", hex::encode(self.hasher.finalize())),
-            self.read,
-        )
+        let d = match self.hasher {
+            Hasher::Sha256(h) => format!("sha256:{}", hex::encode(h.finalize())),
+            Hasher::Sha512(h) => format!("sha512:{}", hex::encode(h.finalize())),
+        };
+        (d, self.read)
     }
 }
 
 impl<R: Read> Read for Verified<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        match &mut self.hasher {
+            Hasher::Sha256(h) => h.update(&buf[..n]),
+            Hasher::Sha512(h) => h.update(&buf[..n]),
+        }
         self.read += n as u64;
         Ok(n)
     }
 }
 
+fn bad_digest(d: &Descriptor) -> ExportError {
+    ExportError::new(
+        ErrorKind::InvalidArgument,
+        format!("{:?}: {}", d.digest, BlobProblem::BadDigest),
+    )
+}
+
 /// Checks one blob against its descriptor, streaming it through the hash.
 pub fn check_blob(src: &dyn ImageSource, d: &Descriptor) -> Result<Option<BlobProblem>> {
+    if oci::digest_algorithm(&d.digest).is_none() {
+        return Ok(Some(BlobProblem::BadDigest));
+    }
     let Some(stored) = src.blob_size(&d.digest) else {
         return Ok(Some(BlobProblem::Missing));
     };
     if stored != d.size {
         return Ok(Some(BlobProblem::Size { stored }));
     }
-    if !oci::is_sha256_digest(&d.digest) {
-        // Only sha256 is computed; other algorithms are trusted by size.
-        return Ok(None);
-    }
-    let mut r = Verified::new(src.open_blob(&d.digest)?);
+    let mut r =
+        Verified::for_digest(src.open_blob(&d.digest)?, &d.digest).ok_or_else(|| bad_digest(d))?;
     io::copy(&mut r, &mut io::sink())?;
     let (actual, _) = r.finish();
     Ok((actual != d.digest).then_some(BlobProblem::Digest { actual }))
@@ -195,6 +237,9 @@ pub fn check_blob(src: &dyn ImageSource, d: &Descriptor) -> Result<Option<BlobPr
 pub fn read_blob(src: &dyn ImageSource, d: &Descriptor) -> Result<Vec<u8>> {
     let problem =
         |p: BlobProblem| ExportError::new(ErrorKind::InvalidArgument, format!("{}: {p}", d.digest));
+    if oci::digest_algorithm(&d.digest).is_none() {
+        return Err(bad_digest(d));
+    }
     let stored = src
         .blob_size(&d.digest)
         .ok_or_else(|| problem(BlobProblem::Missing))?;
@@ -211,9 +256,14 @@ pub fn read_blob(src: &dyn ImageSource, d: &Descriptor) -> Result<Vec<u8>> {
         ));
     }
     let mut buf = Vec::with_capacity(stored as usize);
-    src.open_blob(&d.digest)?.read_to_end(&mut buf)?;
-    let actual = oci::digest_of(&buf);
-    if oci::is_sha256_digest(&d.digest) && actual != d.digest {
+    let mut r = Verified::for_digest(src.open_blob(&d.digest)?.take(stored), &d.digest)
+        .ok_or_else(|| bad_digest(d))?;
+    r.read_to_end(&mut buf)?;
+    let (actual, n) = r.finish();
+    if n != stored {
+        return Err(problem(BlobProblem::Size { stored: n }));
+    }
+    if actual != d.digest {
         return Err(problem(BlobProblem::Digest { actual }));
     }
     Ok(buf)
@@ -221,7 +271,8 @@ pub fn read_blob(src: &dyn ImageSource, d: &Descriptor) -> Result<Vec<u8>> {
 
 /// Copies a blob to `out`, failing when its bytes do not match `d`.
 pub fn copy_blob(src: &dyn ImageSource, d: &Descriptor, out: &mut dyn Write) -> Result<()> {
-    let mut r = Verified::new(src.open_blob(&d.digest)?);
+    let mut r =
+        Verified::for_digest(src.open_blob(&d.digest)?, &d.digest).ok_or_else(|| bad_digest(d))?;
     io::copy(&mut r, out)?;
     let (actual, n) = r.finish();
     if n != d.size {
@@ -230,7 +281,7 @@ pub fn copy_blob(src: &dyn ImageSource, d: &Descriptor, out: &mut dyn Write) -> 
             format!("{}: {}", d.digest, BlobProblem::Size { stored: n }),
         ));
     }
-    if oci::is_sha256_digest(&d.digest) && actual != d.digest {
+    if actual != d.digest {
         return Err(ExportError::new(
             ErrorKind::InvalidArgument,
             format!("{}: {}", d.digest, BlobProblem::Digest { actual }),

@@ -82,6 +82,23 @@ pub struct Report {
     pub problems: Vec<Problem>,
 }
 
+/// Image manifest descriptors by digest (the first listing of a digest).
+pub(crate) struct ImageIndex(HashMap<String, Descriptor>);
+
+impl ImageIndex {
+    pub(crate) fn of<'d>(descriptors: impl Iterator<Item = &'d Descriptor>) -> Self {
+        let mut m = HashMap::new();
+        for d in descriptors {
+            m.entry(d.digest.clone()).or_insert_with(|| d.clone());
+        }
+        ImageIndex(m)
+    }
+
+    fn get(&self, digest: &str) -> Option<&Descriptor> {
+        self.0.get(digest)
+    }
+}
+
 struct Walker<'a> {
     src: &'a dyn ImageSource,
     /// Blobs checked so far and what was wrong with them.
@@ -163,7 +180,7 @@ impl Walker<'_> {
         img
     }
 
-    fn attestation(&mut self, d: &Descriptor, images: &[Image], at: &str) -> Attestation {
+    fn attestation(&mut self, d: &Descriptor, images: &ImageIndex, at: &str) -> Attestation {
         let annotated = d.annotations.get(REFERENCE_DIGEST_ANNOTATION).cloned();
         let mut att = Attestation {
             location: at.to_string(),
@@ -203,7 +220,7 @@ impl Walker<'_> {
             att.subject = s.digest.clone();
         }
         if !att.subject.is_empty() {
-            match images.iter().find(|i| i.descriptor.digest == att.subject) {
+            match images.get(att.subject.as_str()) {
                 None => self.problem(
                     at,
                     format!(
@@ -213,12 +230,12 @@ impl Walker<'_> {
                 ),
                 Some(i) => {
                     if let Some(s) = &m.subject {
-                        if s.size != i.descriptor.size || s.media_type != i.descriptor.media_type {
+                        if s.size != i.size || s.media_type != i.media_type {
                             self.problem(
                                 at,
                                 format!(
                                     "subject {} says {} bytes of {}, the image manifest is {} bytes of {}",
-                                    s.digest, s.size, s.media_type, i.descriptor.size, i.descriptor.media_type
+                                    s.digest, s.size, s.media_type, i.size, i.media_type
                                 ),
                             );
                         }
@@ -305,15 +322,19 @@ impl Walker<'_> {
                 root.images.push(img);
             }
         }
+        let descriptors = ImageIndex::of(root.images.iter().map(|i| &i.descriptor));
+        let position: HashMap<String, usize> = root
+            .images
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(k, i)| (i.descriptor.digest.clone(), k))
+            .collect();
         for (j, c) in idx.manifests.iter().enumerate() {
             if is_attestation_entry(c) {
-                let att = self.attestation(c, &root.images, &format!("{at}/manifests[{j}]"));
-                match root
-                    .images
-                    .iter_mut()
-                    .find(|i| i.descriptor.digest == att.subject)
-                {
-                    Some(img) => img.attestations.push(att),
+                let att = self.attestation(c, &descriptors, &format!("{at}/manifests[{j}]"));
+                match position.get(&att.subject) {
+                    Some(&k) => root.images[k].attestations.push(att),
                     None => root.unattached.push(att),
                 }
             }
@@ -339,6 +360,8 @@ fn walk(src: &dyn ImageSource, source: &str, remote: Option<&RegistrySource>) ->
         problems: Vec::new(),
     };
     let mut roots: Vec<Root> = Vec::new();
+    // Root position by digest: an entry listed again adds its name.
+    let mut root_at: HashMap<String, usize> = HashMap::new();
     let mut detached = Vec::new();
     for (i, e) in top.manifests.iter().enumerate() {
         if let Some(r) = src.reference() {
@@ -356,10 +379,11 @@ fn walk(src: &dyn ImageSource, source: &str, remote: Option<&RegistrySource>) ->
             .get(ANNOTATION_IMAGE_NAME)
             .or_else(|| e.annotations.get(ANNOTATION_REF_NAME))
             .cloned();
-        if let Some(root) = roots.iter_mut().find(|r| r.descriptor.digest == e.digest) {
-            root.names.extend(name);
+        if let Some(&k) = root_at.get(&e.digest) {
+            roots[k].names.extend(name);
             continue;
         }
+        root_at.insert(e.digest.clone(), roots.len());
         let mut root = Root {
             location: at.clone(),
             descriptor: e.clone(),
@@ -378,7 +402,11 @@ fn walk(src: &dyn ImageSource, source: &str, remote: Option<&RegistrySource>) ->
         }
         roots.push(root);
     }
-    let all_images: Vec<Image> = roots.iter().flat_map(|r| r.images.clone()).collect();
+    let all_images = ImageIndex::of(
+        roots
+            .iter()
+            .flat_map(|r| r.images.iter().map(|i| &i.descriptor)),
+    );
     let mut alone: Vec<Attestation> = detached
         .into_iter()
         .map(|(e, at)| w.attestation(&e, &all_images, &at))

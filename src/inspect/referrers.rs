@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use super::{Attestation, Image, Root, Walker};
+use super::{Attestation, ImageIndex, Root, Walker};
 use crate::convert::is_attestation_entry;
 use crate::image::remote::RegistrySource;
 use crate::oci::{self, Descriptor};
@@ -79,7 +79,11 @@ pub(super) fn collect(
     remote: &RegistrySource,
 ) -> Vec<Attestation> {
     let tree = tree_digests(roots);
-    let images: Vec<Image> = roots.iter().flat_map(|r| r.images.clone()).collect();
+    let images = ImageIndex::of(
+        roots
+            .iter()
+            .flat_map(|r| r.images.iter().map(|i| &i.descriptor)),
+    );
     let mut seen = HashSet::new();
     let mut detached = Vec::new();
     for root in roots.iter_mut() {

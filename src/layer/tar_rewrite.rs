@@ -117,7 +117,12 @@ pub fn rewrite(r: &mut dyn Read, w: &mut dyn Write, epoch: i64) -> io::Result<()
             block[136..148].copy_from_slice(s.as_bytes());
             write_checksum(&mut block);
         }
-        let padded = size.div_ceil(BLOCK as u64) * BLOCK as u64;
+        let padded = size
+            .div_ceil(BLOCK as u64)
+            .checked_mul(BLOCK as u64)
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidData, "tar entry size too large")
+            })?;
         if matches!(typeflag, b'x' | b'g') && padded <= 1 << 20 {
             let mut payload = vec![0u8; padded as usize];
             r.read_exact(&mut payload)?;

@@ -12,13 +12,20 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+
 use tokio::net::TcpListener;
 use tracing::debug;
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// How long one metrics connection may stay open.
+const CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(10);
+/// Metrics connections served at once.
+const MAX_CONNECTIONS: usize = 16;
 
 /// Answers scrapes on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -29,12 +36,20 @@ pub async fn serve(listener: TcpListener) {
                 continue;
             }
         };
+        // A scrape takes milliseconds: a connection that stays longer (one
+        // that never finishes its headers, say) is closed, and only a few
+        // are served at once.
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
         tokio::spawn(async move {
-            let conn = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service_fn(handle))
-                .await;
-            if let Err(e) = conn {
-                debug!(%peer, error = %e, "metrics connection ended");
+            let _slot = slot;
+            let conn =
+                http1::Builder::new().serve_connection(TokioIo::new(stream), service_fn(handle));
+            match tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => debug!(%peer, error = %e, "metrics connection ended"),
+                Err(_) => debug!(%peer, "metrics connection closed after {CONNECTION_LIFETIME:?}"),
             }
         });
     }

@@ -2,6 +2,10 @@
 //! archive is read by offset, so it must be seekable), converted on the
 //! blocking pool, and streamed back through the same bounded chunk channel
 //! as an export's output.
+//!
+//! The conversion takes its slot in the export queue only once the whole
+//! input is spooled: a client that sends slowly, or nothing, holds a request
+//! slot (and is cut off by `--stream-idle-timeout`), never an export slot.
 
 use std::sync::Arc;
 
@@ -10,20 +14,16 @@ use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 use tracing::{info, Instrument};
 
+use super::admission::ExportQueue;
 use super::output::{ChunkWriter, Events, CHANNEL_DEPTH};
 use super::service::next_chunk;
 use super::status::to_status;
 use crate::convert::{self, Form};
 use crate::error::ExportError;
 use crate::image::{archive::ArchiveSource, write::write_tar};
+use crate::limits::Limits;
 use crate::proto::{self, export_event::Event};
 use crate::store::Store;
-
-/// A conversion's slot in the export queue and the limits it runs under.
-pub struct Admitted {
-    pub permit: tokio::sync::OwnedSemaphorePermit,
-    pub limits: crate::limits::Limits,
-}
 
 pub type ConvertStream = tokio_stream::wrappers::ReceiverStream<Result<proto::ExportEvent, Status>>;
 
@@ -33,9 +33,9 @@ pub async fn convert(
     store: Arc<Store>,
     mut input: Streaming<proto::ConvertRequest>,
     request_id: String,
-    admitted: Admitted,
+    queue: Arc<ExportQueue>,
+    limits: Limits,
 ) -> Result<ConvertStream, Status> {
-    let limits = admitted.limits;
     let deadline = tokio::time::Instant::now() + limits.request_timeout;
     let invalid = |m: String| to_status(&ExportError::invalid("to", m));
     let first = next_chunk(&mut input, deadline, &limits, 0)
@@ -62,11 +62,11 @@ pub async fn convert(
     file.flush().await.map_err(internal)?;
     drop(file);
     info!(bytes = received, to = to.as_str(), "convert input received");
+    let permit = queue.admit(deadline).await?;
 
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     let events = Events::new(tx, request_id).with_deadline(deadline.into_std());
     let span = tracing::Span::current();
-    let permit = admitted.permit;
     let task = tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
         let _permit = permit;

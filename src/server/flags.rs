@@ -18,8 +18,8 @@ fn duration(s: &str) -> Result<Duration, String> {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeFlags {
-    /// The largest gRPC message (e.g. 256MiB).
-    #[arg(long, value_parser = size, default_value = "256MiB")]
+    /// The largest gRPC message (e.g. 64MiB).
+    #[arg(long, value_parser = size, default_value = "64MiB")]
     pub max_message_size: u64,
     /// The largest blob a client may upload.
     #[arg(long, value_parser = size, default_value = "64GiB")]
@@ -36,6 +36,12 @@ pub struct ServeFlags {
     /// Platforms (refs) per build result.
     #[arg(long, default_value_t = 64)]
     pub max_platforms: usize,
+    /// Layers per build result, all platforms together.
+    #[arg(long, default_value_t = 8192)]
+    pub max_layers: usize,
+    /// Digests per MissingBlobs request.
+    #[arg(long, default_value_t = 8192)]
+    pub max_request_digests: usize,
     /// The largest annotation, key plus value.
     #[arg(long, value_parser = size, default_value = "64KiB")]
     pub max_annotation_size: u64,
@@ -45,9 +51,21 @@ pub struct ServeFlags {
     /// How long one request (an upload, an export) may take.
     #[arg(long, value_parser = duration, default_value = "1h")]
     pub request_timeout: Duration,
+    /// How long an upload stream (WriteBlob, Convert input) may send nothing.
+    #[arg(long, value_parser = duration, default_value = "60s")]
+    pub stream_idle_timeout: Duration,
+    /// How long an abandoned partial upload is kept for a resume.
+    #[arg(long, value_parser = duration, default_value = "24h")]
+    pub upload_expiry: Duration,
     /// Requests in progress at once; more are refused with RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = 256)]
     pub max_concurrent_requests: usize,
+    /// Connections open at once; more wait to be accepted.
+    #[arg(long, default_value_t = 512)]
+    pub max_connections: usize,
+    /// Requests one connection may have open at once (HTTP/2 streams).
+    #[arg(long, default_value_t = 64)]
+    pub max_streams_per_connection: usize,
     /// Exports and conversions running at once (0: one per CPU).
     #[arg(long, default_value_t = 0)]
     pub max_exports: usize,
@@ -89,10 +107,16 @@ impl ServeFlags {
             max_attestations_per_platform: self.max_attestations,
             max_statement_size: usize_of("max-statement-size", self.max_statement_size)?,
             max_platforms: self.max_platforms,
+            max_layers: self.max_layers,
+            max_request_digests: self.max_request_digests,
             max_annotation_size: usize_of("max-annotation-size", self.max_annotation_size)?,
             max_json_depth: self.max_json_depth,
             request_timeout: self.request_timeout,
+            stream_idle_timeout: self.stream_idle_timeout,
+            upload_expiry: self.upload_expiry,
             max_concurrent_requests: self.max_concurrent_requests,
+            max_connections: self.max_connections,
+            max_streams_per_connection: self.max_streams_per_connection,
             max_exports: self.max_exports,
             export_queue: self.export_queue,
         };

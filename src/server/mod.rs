@@ -17,6 +17,7 @@
 
 pub mod activation;
 pub mod admission;
+pub mod connections;
 pub mod convert;
 pub mod flags;
 pub mod inflight;
@@ -41,6 +42,7 @@ use crate::limits::Limits;
 use crate::proto::exporter_server::ExporterServer;
 use crate::store::Store;
 use admission::AdmissionLayer;
+use connections::bounded;
 use inflight::InFlightLayer;
 use request_id::RequestIdLayer;
 use service::ExporterService;
@@ -101,6 +103,7 @@ pub async fn serve_with(
 ) -> Result<(), ServeError> {
     let limits = opts.limits;
     let store = Arc::new(Store::open(state)?);
+    let expiry = tokio::spawn(expire_uploads(Arc::clone(&store), limits.upload_expiry));
     let exporter = ExporterServer::new(ExporterService::new(store, limits))
         .max_decoding_message_size(limits.max_message_size)
         .max_encoding_message_size(limits.max_message_size);
@@ -122,6 +125,10 @@ pub async fn serve_with(
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
 
     let mut builder = Server::builder()
+        .max_concurrent_streams(u32::try_from(limits.max_streams_per_connection).ok())
+        // Dead peers are found and their connections closed.
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(60)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
         .initial_stream_window_size(crate::wire::STREAM_WINDOW)
         .initial_connection_window_size(crate::wire::CONNECTION_WINDOW)
         .max_frame_size(crate::wire::MAX_FRAME_SIZE);
@@ -171,25 +178,50 @@ pub async fn serve_with(
         tokio::time::sleep(shutdown_grace).await;
         warn!("in-flight requests did not finish within {shutdown_grace:?} (--shutdown-grace); cancelling them");
     };
+    let max_conns = limits.max_connections;
     let (result, socket) = match listener {
         Listener::Tcp(l) => {
-            let serve = router.serve_with_incoming_shutdown(TcpListenerStream::new(l), signal);
+            let serve = router.serve_with_incoming_shutdown(
+                bounded(TcpListenerStream::new(l), max_conns),
+                signal,
+            );
             (finish_within(serve, grace).await, None)
         }
         Listener::Unix(l, path) => {
-            let serve = router.serve_with_incoming_shutdown(UnixListenerStream::new(l), signal);
+            let serve = router.serve_with_incoming_shutdown(
+                bounded(UnixListenerStream::new(l), max_conns),
+                signal,
+            );
             (finish_within(serve, grace).await, Some(path))
         }
         Listener::Activated(l) => {
-            let serve = router.serve_with_incoming_shutdown(UnixListenerStream::new(l), signal);
+            let serve = router.serve_with_incoming_shutdown(
+                bounded(UnixListenerStream::new(l), max_conns),
+                signal,
+            );
             (finish_within(serve, grace).await, None)
         }
     };
+    expiry.abort();
     if let Some(path) = socket {
         let _ = std::fs::remove_file(path);
     }
     info!("server stopped");
     Ok(result?)
+}
+
+/// Removes abandoned partial uploads at start-up, then every ten minutes.
+async fn expire_uploads(store: Arc<Store>, max_age: std::time::Duration) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        every.tick().await;
+        let s = Arc::clone(&store);
+        match tokio::task::spawn_blocking(move || s.expire_uploads(max_age)).await {
+            Ok(Err(e)) => warn!(error = %e, "expiring partial uploads failed"),
+            Err(e) => warn!(error = %e, "expiring partial uploads failed"),
+            Ok(Ok(_)) => {}
+        }
+    }
 }
 
 /// Runs the server until it ends by itself or the grace period runs out.

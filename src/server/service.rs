@@ -131,9 +131,23 @@ impl Exporter for ExporterService {
     ) -> Result<Response<proto::MissingBlobsResponse>, Status> {
         let request_id = RequestId::of(&request);
         let digests = request.into_inner().digests;
-        let asked: std::collections::HashSet<String> = digests.iter().cloned().collect();
-        let missing = self.blocking(move |s| s.missing(&digests)).await?;
-        let present = asked.iter().filter(|d| !missing.contains(d)).count();
+        if digests.len() > self.limits.max_request_digests {
+            return Err(to_status(&crate::limits::exceeded(
+                "digests",
+                format!("a request of {} digests", digests.len()),
+                self.limits.max_request_digests as u64,
+                "max-request-digests",
+            )));
+        }
+        // Checking and counting are linear, and run off the async threads.
+        let (missing, present) = self
+            .blocking(move |s| {
+                let missing = s.missing(&digests)?;
+                let asked: std::collections::HashSet<&String> = digests.iter().collect();
+                let present = asked.len() - missing.len();
+                Ok((missing, present))
+            })
+            .await?;
         metrics::global().add_deduplicated(present as u64);
         Ok(Response::new(proto::MissingBlobsResponse {
             request_id,
@@ -153,7 +167,10 @@ impl Exporter for ExporterService {
         } else {
             r.r#ref
         };
-        let st = self.blocking(move |s| s.status(&ref_, &r.digest)).await?;
+        let size = (r.size > 0).then_some(r.size as u64);
+        let st = self
+            .blocking(move |s| s.status(&ref_, &r.digest, size))
+            .await?;
         Ok(Response::new(proto::BlobStatusResponse {
             request_id,
             offset: st.offset as i64,
@@ -279,15 +296,12 @@ impl Exporter for ExporterService {
         request: Request<Streaming<proto::ConvertRequest>>,
     ) -> Result<Response<Self::ConvertStream>, Status> {
         let request_id = RequestId::of(&request);
-        let permit = self.queue.admit(self.deadline()).await?;
         let stream = super::convert::convert(
             Arc::clone(&self.store),
             request.into_inner(),
             request_id,
-            super::convert::Admitted {
-                permit,
-                limits: self.limits,
-            },
+            Arc::clone(&self.queue),
+            self.limits,
         )
         .await?;
         Ok(Response::new(stream))
@@ -300,7 +314,16 @@ impl Exporter for ExporterService {
         request: Request<proto::ExportRequest>,
     ) -> Result<Response<Self::ExportStream>, Status> {
         let request_id = RequestId::of(&request);
-        let req = wire::request_from_proto(request.into_inner()).map_err(|e| to_status(&e))?;
+        let proto_req = request.into_inner();
+        // Counted on the wire form, before a model of every layer is built.
+        let layers: usize = proto_req
+            .result
+            .iter()
+            .flat_map(|r| r.refs.values())
+            .map(|c| c.layers.len())
+            .sum();
+        export::check_layer_count(layers, &self.limits).map_err(|e| to_status(&e))?;
+        let req = wire::request_from_proto(proto_req).map_err(|e| to_status(&e))?;
         // Attributes are checked before any input, as BuildKit resolves its
         // exporter before the build.
         export::resolve_options(&req.exporter, &req.attrs, req.compatibility_version)
@@ -331,15 +354,29 @@ impl Exporter for ExporterService {
     }
 }
 
-/// The next message of an upload stream, within the request deadline and
-/// the bytes one stream may carry (`received` so far).
+/// The next message of an upload stream, within the request deadline, the
+/// idle timeout and the bytes one stream may carry (`received` so far).
 pub(crate) async fn next_chunk<T: prost::Message + Default + HasData>(
     stream: &mut Streaming<T>,
     deadline: tokio::time::Instant,
     lim: &Limits,
     received: u64,
 ) -> Result<Option<T>, Status> {
-    let msg = match tokio::time::timeout_at(deadline, stream.message()).await {
+    let idle_until = tokio::time::Instant::now() + lim.stream_idle_timeout;
+    let msg = match tokio::time::timeout_at(deadline.min(idle_until), stream.message()).await {
+        Err(_) if idle_until < deadline => {
+            return Err(to_status(
+                &ExportError::new(
+                    ErrorKind::DeadlineExceeded,
+                    format!(
+                        "no message arrived for {:?} (--stream-idle-timeout); \
+                         the bytes received are kept for a resume",
+                        lim.stream_idle_timeout
+                    ),
+                )
+                .with_field("data"),
+            ))
+        }
         Err(_) => {
             return Err(to_status(
                 &ExportError::new(

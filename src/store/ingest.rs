@@ -179,14 +179,18 @@ impl Ingest {
                 format!("digest mismatch: expected {}, got {got}", self.digest),
             ));
         }
+        fault_point("after-write");
         self.file.sync()?;
+        fault_point("after-fsync");
         let paths = &self.paths;
         fs::set_permissions(&paths.data, fs::Permissions::from_mode(0o444))?;
         fs::rename(&paths.data, &paths.blob)?;
+        fault_point("after-rename");
         // Make the rename itself durable before anyone is told the blob exists.
         if let Some(dir) = paths.blob.parent() {
             File::open(dir)?.sync_all()?;
         }
+        fault_point("after-dir-fsync");
         remove_quietly(&paths.meta);
         Ok(())
     }
@@ -195,6 +199,17 @@ impl Ingest {
         self.file.abandon();
         remove_quietly(&self.paths.data);
         remove_quietly(&self.paths.meta);
+    }
+}
+
+/// The crash-consistency test's hook: with `OXPORT_TEST_CRASH_AT` set to a
+/// step of the commit, the process dies at that step, as a power cut or a
+/// SIGKILL would stop it (tests/crash_points.rs). Unset, it does nothing.
+fn fault_point(step: &str) {
+    static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let at = AT.get_or_init(|| std::env::var("OXPORT_TEST_CRASH_AT").ok());
+    if at.as_deref() == Some(step) {
+        std::process::abort();
     }
 }
 

@@ -86,13 +86,20 @@ impl Store {
     /// files of an earlier process are removed.
     pub fn open(root: impl Into<PathBuf>) -> io::Result<Store> {
         let root = root.into();
-        fs::create_dir_all(root.join("blobs").join("sha256"))?;
-        fs::create_dir_all(root.join("ingest"))?;
+        // The store holds other people's layers: only the server's user may
+        // read it, whatever the umask (as the systemd unit's StateDirectoryMode).
+        let private = |p: &Path| {
+            use std::os::unix::fs::DirBuilderExt;
+            fs::DirBuilder::new().recursive(true).mode(0o700).create(p)
+        };
+        private(&root)?;
+        private(&root.join("blobs").join("sha256"))?;
+        private(&root.join("ingest"))?;
         let tmp = root.join("tmp");
         if tmp.exists() {
             fs::remove_dir_all(&tmp)?;
         }
-        fs::create_dir_all(&tmp)?;
+        private(&tmp)?;
         let store = Store {
             root,
             active: Arc::default(),
@@ -191,8 +198,9 @@ impl Store {
     }
 
     /// Reports how much of the upload `ref_` is held. An upload whose recorded
-    /// digest differs from `digest` counts as nothing held.
-    pub fn status(&self, ref_: &str, digest: &str) -> Result<UploadStatus> {
+    /// digest differs from `digest`, or whose declared size differs from
+    /// `size` (when given), counts as nothing held.
+    pub fn status(&self, ref_: &str, digest: &str, size: Option<u64>) -> Result<UploadStatus> {
         if self.contains(digest)? {
             return Ok(UploadStatus {
                 offset: 0,
@@ -201,7 +209,9 @@ impl Store {
         }
         let (data, meta) = self.ingest_paths(ref_);
         let offset = match read_meta(&meta) {
-            Some((d, _)) if d == digest => fs::metadata(&data).map(|m| m.len()).unwrap_or(0),
+            Some((d, s)) if d == digest && size.is_none_or(|want| want == s) => {
+                fs::metadata(&data).map(|m| m.len()).unwrap_or(0)
+            }
             _ => 0,
         };
         Ok(UploadStatus {
@@ -245,11 +255,12 @@ impl Store {
             Some((d, s)) if d == digest && s == size => {
                 fs::metadata(&data_path).map(|m| m.len()).unwrap_or(0)
             }
-            Some((d, _)) if offset != 0 => {
+            Some((d, s)) if offset != 0 => {
                 return Err(ExportError::conflict(
                     "offset",
                     format!(
-                        "upload ref {:?} holds {d}, not {digest}: start over at offset 0",
+                        "upload ref {:?} holds {d} of {s} bytes, not {digest} of {size} bytes: \
+                         start over at offset 0",
                         lock.ref_
                     ),
                 ));
@@ -314,6 +325,39 @@ impl Store {
         }
         ingest.commit()?;
         Ok(true)
+    }
+
+    /// Removes partial uploads nothing has written to for `max_age`, so that
+    /// abandoned uploads do not fill the state directory. An upload in
+    /// progress writes at least every `--stream-idle-timeout`, and no request
+    /// outlives `--request-timeout`, so a larger age never removes a live one.
+    pub fn expire_uploads(&self, max_age: std::time::Duration) -> io::Result<usize> {
+        let dir = self.root.join("ingest");
+        let now = std::time::SystemTime::now();
+        let mut removed = 0;
+        for entry in fs::read_dir(&dir)? {
+            let path = entry?.path();
+            let Some(key) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".data"))
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            // A file gone since the listing (committed, say) is not an error.
+            let Ok(modified) = fs::metadata(&path).and_then(|m| m.modified()) else {
+                continue;
+            };
+            let age = now.duration_since(modified).unwrap_or_default();
+            if age >= max_age {
+                tracing::info!(path = %path.display(), ?age, "removing an abandoned partial upload");
+                remove_quietly(&path);
+                remove_quietly(&dir.join(format!("{key}.meta")));
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     fn ingest_paths(&self, ref_: &str) -> (PathBuf, PathBuf) {
@@ -447,7 +491,7 @@ mod tests {
         assert_eq!(err.field.as_deref(), Some("digest"));
         assert!(err.message.contains("digest mismatch"), "{}", err.message);
         assert!(!store.contains(&claimed).unwrap());
-        assert_eq!(store.status(&claimed, &claimed).unwrap().offset, 0);
+        assert_eq!(store.status(&claimed, &claimed, None).unwrap().offset, 0);
     }
 
     #[test]
@@ -479,7 +523,7 @@ mod tests {
             ing.write(Bytes::copy_from_slice(&data[..70_000])).unwrap();
             // Dropped without commit: a broken stream.
         }
-        let st = store.status("r1", &d).unwrap();
+        let st = store.status("r1", &d, None).unwrap();
         assert_eq!(
             st,
             UploadStatus {
@@ -488,7 +532,10 @@ mod tests {
             }
         );
         // Another digest under the same ref sees nothing held.
-        assert_eq!(store.status("r1", &digest_of(b"x")).unwrap().offset, 0);
+        assert_eq!(
+            store.status("r1", &digest_of(b"x"), None).unwrap().offset,
+            0
+        );
 
         let lock = store.try_lock("r1").unwrap();
         let err = store.begin_write(&lock, &d, size, 5).err().unwrap();
@@ -500,9 +547,64 @@ mod tests {
         ing.commit().unwrap();
         drop(lock);
         assert!(store.contains(&d).unwrap());
-        assert!(store.status("r1", &d).unwrap().committed);
+        assert!(store.status("r1", &d, None).unwrap().committed);
         let back = fs::read(store.blob_path(&d).unwrap()).unwrap();
         assert_eq!(back, data);
+    }
+
+    #[test]
+    fn abandoned_partial_uploads_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let data = vec![7u8; 4096];
+        let d = digest_of(&data);
+        {
+            let lock = store.try_lock(&d).unwrap();
+            let mut ing = store.begin_write(&lock, &d, 8192, 0).unwrap().unwrap();
+            ing.write(Bytes::copy_from_slice(&data)).unwrap();
+        }
+        assert_eq!(store.status(&d, &d, None).unwrap().offset, 4096);
+        let hour = std::time::Duration::from_secs(3600);
+        assert_eq!(store.expire_uploads(hour).unwrap(), 0);
+        assert_eq!(store.status(&d, &d, None).unwrap().offset, 4096);
+        assert_eq!(store.expire_uploads(std::time::Duration::ZERO).unwrap(), 1);
+        assert_eq!(store.status(&d, &d, None).unwrap().offset, 0);
+        assert_eq!(fs::read_dir(dir.path().join("ingest")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn an_upload_begun_with_another_size_does_not_block_the_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let data = b"the real bytes of the blob".to_vec();
+        let d = digest_of(&data);
+        let size = data.len() as u64;
+        {
+            // A client declared a wrong size and its stream ended short.
+            let lock = store.try_lock(&d).unwrap();
+            let mut ing = store
+                .begin_write(&lock, &d, size + 100, 0)
+                .unwrap()
+                .unwrap();
+            ing.write(Bytes::copy_from_slice(&data)).unwrap();
+        }
+        // Asked with the right size, nothing counts as held.
+        assert_eq!(store.status(&d, &d, Some(size)).unwrap().offset, 0);
+        assert_eq!(store.status(&d, &d, None).unwrap().offset, size);
+        let lock = store.try_lock(&d).unwrap();
+        let err = store.begin_write(&lock, &d, size, size).err().unwrap();
+        assert_eq!(err.kind, ErrorKind::FailedPrecondition);
+        assert!(
+            err.message.contains(&format!("{} bytes", size + 100))
+                && err.message.contains(&format!("{size} bytes")),
+            "{}",
+            err.message
+        );
+        // A write from offset 0 replaces what is held.
+        let mut ing = store.begin_write(&lock, &d, size, 0).unwrap().unwrap();
+        ing.write(Bytes::copy_from_slice(&data)).unwrap();
+        ing.commit().unwrap();
+        assert!(store.contains(&d).unwrap());
     }
 
     #[test]
@@ -559,7 +661,7 @@ mod tests {
         assert_eq!(left, want);
         assert!(!blobs.join("not-a-digest").exists());
         assert!(store.contains(&other).unwrap());
-        assert_eq!(store.status("resumable", &d).unwrap().offset, 20_000);
+        assert_eq!(store.status("resumable", &d, None).unwrap().offset, 20_000);
     }
 
     #[test]
