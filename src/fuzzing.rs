@@ -68,3 +68,62 @@ pub fn archive(data: &[u8], scratch: &Path) {
     }
     let _ = std::fs::remove_file(&path);
 }
+
+/// The layout-directory reader behind convert and inspect: the input, read as
+/// a tar, is laid out as a directory (regular files only, names kept inside
+/// it), then inspected and planned in both forms.
+pub fn layout(data: &[u8], scratch: &Path) {
+    let Ok(dir) = tempfile::tempdir_in(scratch) else {
+        return;
+    };
+    let mut archive = tar::Archive::new(data);
+    let Ok(entries) = archive.entries() else {
+        return;
+    };
+    for entry in entries.take(256) {
+        let Ok(mut entry) = entry else { break };
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let inside = name
+            .split('/')
+            .all(|p| !p.is_empty() && p != "." && p != "..");
+        if !inside {
+            continue;
+        }
+        let path = dir.path().join(&name);
+        let mut bytes = Vec::new();
+        if (&mut entry).take(1 << 20).read_to_end(&mut bytes).is_err() {
+            break;
+        }
+        if let Some(parent) = path.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let _ = std::fs::write(&path, &bytes);
+    }
+    if let Ok(src) = crate::image::layout::LayoutSource::open(dir.path(), None) {
+        let _ = crate::inspect::inspect(&src, "oci:fuzz");
+        for form in [crate::convert::Form::Artifact, crate::convert::Form::Legacy] {
+            let _ = crate::convert::plan(&src, form, None);
+        }
+    }
+}
+
+/// The parsers of what a registry answers: authentication challenges,
+/// `Retry-After`, error bodies, manifests and indexes, referrers lists and
+/// fallback-tag indexes.
+pub fn registry_responses(data: &[u8]) {
+    use crate::registry::{auth, error, referrers, retry};
+    let text = String::from_utf8_lossy(data);
+    let _ = auth::parse_challenge(&text);
+    let _ = retry::parse_retry_after(&text);
+    let _ = error::body_detail(data);
+    let _ = crate::image::parse::manifest(data, "manifest");
+    let _ = crate::image::parse::index(data, "index");
+    let _ = referrers::subject_of(data);
+    let _ = referrers::listed_digests(data);
+    let _ = referrers::merge(Some(data), &[]);
+    let desc = crate::oci::Descriptor::of(crate::oci::MT_OCI_MANIFEST, data);
+    let _ = referrers::referrer_descriptor(&desc, data);
+}

@@ -70,3 +70,14 @@ fn archive() {
     let dir = tempfile::tempdir().unwrap();
     run("archive", |d| oxport::fuzzing::archive(d, dir.path()));
 }
+
+#[test]
+fn layout() {
+    let dir = tempfile::tempdir().unwrap();
+    run("layout", |d| oxport::fuzzing::layout(d, dir.path()));
+}
+
+#[test]
+fn registry_responses() {
+    run("registry_responses", oxport::fuzzing::registry_responses);
+}
