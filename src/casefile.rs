@@ -5,6 +5,12 @@
 //! that every error names the field path it is about, with the same paths the
 //! gRPC validation uses (`refs[""][0].digest`). Fields that only describe a
 //! fixture (`description`, `buildkit`, `notes`, `expect`) are ignored.
+//!
+//! `case.json` is untrusted: every file it names (layer blobs, attestation
+//! contents) must lie inside its directory once `..` and symbolic links are
+//! resolved, and must be a regular file (a directory for a bundle) of
+//! bounded size, read through [`crate::untrusted`]. A layer blob must hold
+//! exactly the layer's `size`. Errors name the field and the file.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -18,7 +24,14 @@ use crate::model::{
     Subject, SubjectKind,
 };
 use crate::store::parse_digest;
+use crate::untrusted;
 use crate::wire::{attestation_path, check_file_name, ref_path};
+
+/// The largest `case.json`.
+pub const MAX_CASE_JSON: u64 = 64 << 20;
+/// The largest attestation content file (an in-toto statement, or one file
+/// of a bundle): the default largest gRPC message.
+pub const MAX_CONTENT_FILE: u64 = 256 << 20;
 
 /// A loaded build result and where its layer blobs are on disk.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,20 +62,23 @@ impl Case {
 
 /// Loads `case.json`; relative paths in it are resolved against its directory.
 pub fn load(path: &Path) -> Result<Case> {
-    let bytes = fs::read(path).map_err(|e| {
-        ExportError::new(
-            io_kind(&e),
-            format!("cannot read build result {}: {e}", path.display()),
-        )
-    })?;
+    let bytes = untrusted::read_capped(path, MAX_CASE_JSON)
+        .map_err(|e| ExportError::new(io_kind(&e), format!("cannot read build result: {e}")))?;
     let base = path.parent().unwrap_or_else(|| Path::new("."));
     parse(&bytes, base)
 }
 
-/// Parses `case.json` bytes; relative paths are resolved against `base`.
+/// Parses `case.json` bytes; relative paths are resolved against `base`,
+/// and every file they name must lie inside it.
 pub fn parse(json: &[u8], base: &Path) -> Result<Case> {
     let root: Value = serde_json::from_slice(json)
         .map_err(|e| ExportError::invalid("", format!("invalid case.json: {e}")))?;
+    let base = &fs::canonicalize(base).map_err(|e| {
+        ExportError::new(
+            io_kind(&e),
+            format!("cannot resolve the case directory {}: {e}", base.display()),
+        )
+    })?;
     let root = as_object("", &root)?;
     let mut blobs = BTreeMap::new();
 
@@ -139,13 +155,18 @@ fn layer(
         None => return Err(bad(&format!("{path}.size"), "missing")),
     };
     let blob = req_str(o, path, "blob")?;
-    let blob_path = base.join(&blob);
-    if !blob_path.is_file() {
-        return Err(ExportError::new(
-            ErrorKind::NotFound,
-            format!("blob file {} not found", blob_path.display()),
-        )
-        .with_field(format!("{path}.blob")));
+    let blob_field = format!("{path}.blob");
+    let blob_path = case_file(&blob_field, base, &blob)?;
+    let (_, stored) =
+        untrusted::open_regular(&blob_path).map_err(|e| file_error(&blob_field, e))?;
+    if stored != size {
+        return Err(bad(
+            &blob_field,
+            &format!(
+                "blob file {} holds {stored} bytes, but the layer's size is {size}; give the blob's exact size",
+                blob_path.display()
+            ),
+        ));
     }
     blobs.entry(digest.clone()).or_insert(blob_path);
     Ok(Layer {
@@ -176,7 +197,7 @@ fn attestation(path: &str, v: &Value, base: &Path) -> Result<Attestation> {
         opt_str(o, path, "content")?.ok_or_else(|| bad(&content_field, "missing"))?;
     let content = match kind {
         AttestationKind::InToto => {
-            let file = base.join(&content_path);
+            let file = case_file(&content_field, base, &content_path)?;
             AttestationContent::InToto(read_file(&content_field, &file)?)
         }
         AttestationKind::Bundle => {
@@ -186,7 +207,8 @@ fn attestation(path: &str, v: &Value, base: &Path) -> Result<Attestation> {
                     "a Bundle's content is a directory path ending in \"/\"",
                 ));
             }
-            AttestationContent::Bundle(read_bundle(&content_field, &base.join(&content_path))?)
+            let dir = case_file(&content_field, base, &content_path)?;
+            AttestationContent::Bundle(read_bundle(&content_field, base, &dir)?)
         }
     };
     let subjects = match non_null(o.get("subjects")) {
@@ -255,8 +277,9 @@ fn subject(path: &str, v: &Value) -> Result<Subject> {
     })
 }
 
-/// The regular files of a bundle directory, in file-name order.
-fn read_bundle(field: &str, dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+/// The files of a bundle directory, in file-name order; subdirectories
+/// are skipped, links are followed within the case directory `base`.
+fn read_bundle(field: &str, base: &Path, dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     let entries = fs::read_dir(dir).map_err(|e| {
         ExportError::new(io_kind(&e), format!("cannot read {}: {e}", dir.display()))
             .with_field(field)
@@ -264,7 +287,8 @@ fn read_bundle(field: &str, dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     let mut files = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| ExportError::from(e).with_field(field))?;
-        if !entry.file_type()?.is_file() {
+        let path = untrusted::inside(base, &entry.path()).map_err(|e| file_error(field, e))?;
+        if path.is_dir() {
             continue;
         }
         let name = entry
@@ -272,18 +296,25 @@ fn read_bundle(field: &str, dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
             .into_string()
             .map_err(|n| bad(field, &format!("bundle file name {n:?} is not UTF-8")))?;
         check_file_name(field, &name)?;
-        let bytes = read_file(field, &entry.path())?;
+        let bytes = read_file(field, &path)?;
         files.push((name, bytes));
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(files)
 }
 
+/// `name` (from the field `field`) resolved inside the case directory `base`.
+fn case_file(field: &str, base: &Path, name: &str) -> Result<PathBuf> {
+    untrusted::inside(base, &base.join(name)).map_err(|e| file_error(field, e))
+}
+
+/// A regular file of the case, read whole up to [`MAX_CONTENT_FILE`].
 fn read_file(field: &str, path: &Path) -> Result<Vec<u8>> {
-    fs::read(path).map_err(|e| {
-        ExportError::new(io_kind(&e), format!("cannot read {}: {e}", path.display()))
-            .with_field(field)
-    })
+    untrusted::read_capped(path, MAX_CONTENT_FILE).map_err(|e| file_error(field, e))
+}
+
+fn file_error(field: &str, e: std::io::Error) -> ExportError {
+    ExportError::new(io_kind(&e), format!("{field}: {e}")).with_field(field)
 }
 
 // ---------------------------------------------------------------- JSON helpers

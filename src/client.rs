@@ -281,7 +281,7 @@ impl Client {
         path: &Path,
         offset: u64,
     ) -> Result<proto::WriteBlobResponse> {
-        let mut file = std::fs::File::open(path)?;
+        let (mut file, _) = crate::untrusted::open_regular(path)?;
         file.seek(std::io::SeekFrom::Start(offset))?;
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let first = proto::WriteBlobRequest {

@@ -33,6 +33,7 @@ pub mod store;
 #[cfg(test)]
 pub(crate) mod testdata;
 pub mod timefmt;
+pub mod untrusted;
 pub mod wire;
 
 /// The generated wire types and service stubs of `oxport.exporter.v1`.

@@ -7,6 +7,10 @@
 //!
 //! A destination is never left half-written: output goes to a temporary
 //! file or directory beside it and is renamed into place only on success.
+//! A layout directory that exists is added to, never replaced
+//! ([`layout_dir`]).
+
+pub mod layout_dir;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -14,6 +18,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use super::untar::Untar;
+pub use layout_dir::IndexUpdate;
 
 /// A parsed `--output`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -105,17 +110,31 @@ pub enum Destination {
         tmp: tempfile::NamedTempFile,
         dest: PathBuf,
     },
-    /// An OCI layout directory, unpacked beside its final path.
+    /// An OCI layout directory, unpacked beside its final path and then
+    /// added to it.
     Dir {
         untar: Box<Untar>,
         tmp: tempfile::TempDir,
         dest: PathBuf,
+        update: IndexUpdate,
     },
 }
 
 impl Destination {
-    /// Prepares `dest`; `as_dir` unpacks the tar into a directory instead.
+    /// Prepares `dest`; `as_dir` unpacks the tar into a directory instead
+    /// (added to an existing layout there, see [`layout_dir`]).
     pub fn create(dest: &str, as_dir: bool) -> io::Result<Destination> {
+        Self::create_with(dest, as_dir, IndexUpdate::Merge)
+    }
+
+    /// Prepares the layout directory `dest`, whose `index.json` gets the
+    /// new one as `update` says. A directory that cannot take a layout is
+    /// refused here, before anything is written.
+    pub fn create_layout(dest: &str, update: IndexUpdate) -> io::Result<Destination> {
+        Self::create_with(dest, true, update)
+    }
+
+    fn create_with(dest: &str, as_dir: bool, update: IndexUpdate) -> io::Result<Destination> {
         if dest == "-" {
             if as_dir {
                 return Err(io::Error::new(
@@ -126,6 +145,9 @@ impl Destination {
             return Ok(Destination::Stdout(io::BufWriter::new(io::stdout())));
         }
         let dest = PathBuf::from(dest);
+        if as_dir {
+            layout_dir::check_dest(&dest)?;
+        }
         let parent = parent_dir(&dest);
         fs::create_dir_all(&parent)?;
         if as_dir {
@@ -133,7 +155,12 @@ impl Destination {
                 .prefix(".oxport-")
                 .tempdir_in(&parent)?;
             let untar = Box::new(Untar::new(tmp.path().to_path_buf()));
-            Ok(Destination::Dir { untar, tmp, dest })
+            Ok(Destination::Dir {
+                untar,
+                tmp,
+                dest,
+                update,
+            })
         } else {
             let tmp = tempfile::Builder::new()
                 .prefix(".oxport-")
@@ -153,10 +180,15 @@ impl Destination {
                 tmp.persist(&dest).map_err(|e| e.error)?;
                 set_mode(&dest, 0o644)
             }
-            Destination::Dir { untar, tmp, dest } => {
+            Destination::Dir {
+                untar,
+                tmp,
+                dest,
+                update,
+            } => {
                 untar.finish()?;
                 let staged = tmp.keep();
-                replace_dir(&staged, &dest).inspect_err(|_| {
+                layout_dir::add_layout(&staged, &dest, &update).inspect_err(|_| {
                     let _ = fs::remove_dir_all(&staged);
                 })
             }
@@ -208,32 +240,6 @@ fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
 }
 
-/// Puts the directory `staged` at `dest`, replacing what was there.
-fn replace_dir(staged: &Path, dest: &Path) -> io::Result<()> {
-    set_mode(staged, 0o755)?;
-    match fs::symlink_metadata(dest) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::rename(staged, dest),
-        Err(e) => Err(e),
-        Ok(m) if !m.is_dir() => Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            format!("{} exists and is not a directory", dest.display()),
-        )),
-        Ok(_) => {
-            // Move the old directory aside first, so that dest is never a mix.
-            let old = tempfile::Builder::new()
-                .prefix(".oxport-old-")
-                .tempdir_in(parent_dir(dest))?
-                .keep();
-            fs::rename(dest, old.join("d"))?;
-            if let Err(e) = fs::rename(staged, dest) {
-                let _ = fs::rename(old.join("d"), dest);
-                return Err(e);
-            }
-            fs::remove_dir_all(&old)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,20 +273,5 @@ mod tests {
         d.write_all(b"whole").unwrap();
         d.finish().unwrap();
         assert_eq!(fs::read(&dest).unwrap(), b"whole");
-    }
-
-    #[test]
-    fn replace_dir_swaps_whole_directories() {
-        let dir = tempfile::tempdir().unwrap();
-        let dest = dir.path().join("layout");
-        fs::create_dir(&dest).unwrap();
-        fs::write(dest.join("stale"), b"x").unwrap();
-        let staged = dir.path().join("staged");
-        fs::create_dir(&staged).unwrap();
-        fs::write(staged.join("index.json"), b"{}").unwrap();
-        replace_dir(&staged, &dest).unwrap();
-        assert!(dest.join("index.json").exists());
-        assert!(!dest.join("stale").exists());
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

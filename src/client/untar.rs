@@ -3,7 +3,9 @@
 //! It is the `tar=false` path: the server always streams a layout tar, and
 //! the client turns it into an OCI layout directory without holding more
 //! than one 512-byte header in memory. Only what an OCI layout tar holds is
-//! accepted: regular files and directories with relative, clean names.
+//! accepted: regular files and directories with relative, clean names, and
+//! the PAX extended headers Go's `archive/tar` puts before entries of 8 GiB
+//! and more (their `size` and `path` records apply to the next entry).
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -12,17 +14,40 @@ use std::path::{Component, Path, PathBuf};
 
 const BLOCK: usize = 512;
 
+/// The largest PAX extended header accepted (Go's `maxSpecialFileSize`).
+const MAX_PAX_SIZE: u64 = 1 << 20;
+
 enum State {
     Header,
-    Data { file: File, left: u64, pad: u64 },
-    Skip { left: u64 },
+    Data {
+        file: File,
+        left: u64,
+        pad: u64,
+    },
+    Skip {
+        left: u64,
+    },
+    /// The records of a PAX extended header, collected whole.
+    Pax {
+        data: Vec<u8>,
+        left: u64,
+        pad: u64,
+    },
     End,
+}
+
+/// What a PAX extended header says about the next entry.
+#[derive(Default)]
+struct PaxOverride {
+    size: Option<u64>,
+    path: Option<String>,
 }
 
 pub struct Untar {
     root: PathBuf,
     header: Vec<u8>,
     state: State,
+    pax: PaxOverride,
 }
 
 impl Untar {
@@ -31,6 +56,7 @@ impl Untar {
             root,
             header: Vec::with_capacity(BLOCK),
             state: State::Header,
+            pax: PaxOverride::default(),
         }
     }
 
@@ -49,10 +75,30 @@ impl Untar {
             return Ok(());
         }
         check_sum(&h)?;
-        let name = entry_name(&h)?;
+        let pax = std::mem::take(&mut self.pax);
+        let name = match pax.path {
+            Some(p) => p,
+            None => entry_name(&h)?,
+        };
+        let size = match pax.size {
+            Some(s) => s,
+            None => octal(&h[124..136])?,
+        };
+        if h[156] == b'x' {
+            if size > MAX_PAX_SIZE {
+                return Err(bad(&format!(
+                    "PAX header {name} of {size} bytes (the limit is {MAX_PAX_SIZE})"
+                )));
+            }
+            self.state = State::Pax {
+                data: Vec::with_capacity(size as usize),
+                left: size,
+                pad: round_up(size) - size,
+            };
+            return Ok(());
+        }
         let rel = clean_path(&name)?;
         let mode = octal(&h[100..108])? as u32 & 0o777;
-        let size = octal(&h[124..136])?;
         let path = self.root.join(&rel);
         match h[156] {
             b'5' => {
@@ -114,6 +160,17 @@ impl Write for Untar {
                 }
                 Ok(n)
             }
+            State::Pax { data, left, pad } => {
+                let n = buf.len().min(*left as usize);
+                data.extend_from_slice(&buf[..n]);
+                *left -= n as u64;
+                if *left == 0 {
+                    self.pax = pax_records(data)?;
+                    let pad = *pad;
+                    self.state = State::Skip { left: pad };
+                }
+                Ok(n)
+            }
             State::Skip { left } => {
                 if *left == 0 {
                     self.state = State::Header;
@@ -132,6 +189,34 @@ impl Write for Untar {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// The `size` and `path` records of a PAX extended header
+/// (`"<len> <key>=<value>\n"` each); other keys are ignored.
+fn pax_records(mut data: &[u8]) -> io::Result<PaxOverride> {
+    let mut out = PaxOverride::default();
+    while !data.is_empty() {
+        let malformed = || bad("malformed PAX record");
+        let sp = data.iter().position(|&b| b == b' ').ok_or_else(malformed)?;
+        let len: usize = std::str::from_utf8(&data[..sp])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(malformed)?;
+        if len <= sp + 1 || len > data.len() || data[len - 1] != b'\n' {
+            return Err(malformed());
+        }
+        let record = std::str::from_utf8(&data[sp + 1..len - 1]).map_err(|_| malformed())?;
+        let (key, value) = record.split_once('=').ok_or_else(malformed)?;
+        match key {
+            "size" => {
+                out.size = Some(value.parse().map_err(|_| bad("bad PAX size record"))?);
+            }
+            "path" => out.path = Some(value.to_string()),
+            _ => {}
+        }
+        data = &data[len..];
+    }
+    Ok(out)
 }
 
 fn round_up(n: u64) -> u64 {
@@ -265,6 +350,40 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o444);
         }
+    }
+
+    #[test]
+    fn pax_size_records_apply_to_the_next_entry() {
+        // What the exporter writes for an entry of 8 GiB or more, here with
+        // a small size: a PAX header, then a USTAR header whose size is 0.
+        let mut bytes =
+            crate::sink::tar::header_blocks("blobs/sha256/big", 0o444, 9 << 30, b'0').unwrap();
+        let records = b"11 size=13\n";
+        bytes[BLOCK..2 * BLOCK].fill(0);
+        bytes[BLOCK..BLOCK + records.len()].copy_from_slice(records);
+        bytes[..BLOCK].copy_from_slice(&header(
+            "blobs/sha256/PaxHeaders.0/big",
+            b'x',
+            0,
+            records.len() as u64,
+        ));
+        bytes.extend_from_slice(b"thirteen byte");
+        bytes.resize(round_up(bytes.len() as u64) as usize, 0);
+        bytes.extend_from_slice(&tar(&[("index.json", b'0', 0o644, b"{}")]));
+        for step in [1, 100, bytes.len()] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut u = Untar::new(dir.path().to_path_buf());
+            for part in bytes.chunks(step) {
+                u.write_all(part).unwrap();
+            }
+            u.finish().unwrap();
+            let got = fs::read(dir.path().join("blobs/sha256/big")).unwrap();
+            assert_eq!(got, b"thirteen byte");
+            assert_eq!(fs::read(dir.path().join("index.json")).unwrap(), b"{}");
+            assert!(!dir.path().join("blobs/sha256/PaxHeaders.0").exists());
+        }
+        assert!(pax_records(b"5 x=1\n").is_err(), "length too short");
+        assert!(pax_records(b"9 size=x\n").is_err());
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 pub mod manifest;
 pub mod push;
+mod to_layout;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -419,9 +420,15 @@ pub fn run(src: &ImageRef, dst: &ImageRef, to: Form, opts: &RemoteOptions) -> Re
     let path_str = path.to_str().ok_or_else(|| {
         ExportError::invalid("destination", format!("{}: not UTF-8", path.display()))
     })?;
-    let mut dest = crate::client::output::Destination::create(path_str, as_dir)
-        .map_err(|e| ExportError::from(e).context(&dst.to_string()))?;
-    write_tar(&conv.layout, &*source, &mut dest)?;
+    use crate::client::output::Destination;
+    let (layout, dest) = if as_dir {
+        let (layout, update) = to_layout::prepare(conv.layout, &*source, src, path, dest_ref)?;
+        (layout, Destination::create_layout(path_str, update))
+    } else {
+        (conv.layout, Destination::create(path_str, false))
+    };
+    let mut dest = dest.map_err(|e| ExportError::from(e).context(&dst.to_string()))?;
+    write_tar(&layout, &*source, &mut dest)?;
     dest.flush()?;
     dest.finish()
         .map_err(|e| ExportError::from(e).context(&dst.to_string()))?;

@@ -1,12 +1,21 @@
 //! An OCI layout directory (`oci:DIR[:REF]`) as an image store.
+//!
+//! The layout is untrusted input: every file is read through
+//! [`crate::untrusted`]. Symbolic links are followed (layouts that share
+//! blobs through links stay readable), but whatever a name leads to must be
+//! a regular file: a FIFO, a device or a socket is refused when opened,
+//! without blocking. `index.json` and `manifest.json` are read whole only
+//! up to [`MAX_JSON_BLOB`], and a blob is read no further than the size it
+//! had when opened.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use super::archive::blob_name;
-use super::ImageSource;
+use super::{ImageSource, MAX_JSON_BLOB};
 use crate::error::{ErrorKind, ExportError, Result};
+use crate::untrusted;
 
 pub struct LayoutSource {
     dir: PathBuf,
@@ -25,7 +34,9 @@ fn plain_digest(digest: &str) -> bool {
 
 impl LayoutSource {
     pub fn open(dir: &Path, reference: Option<String>) -> Result<LayoutSource> {
-        if !dir.join("oci-layout").is_file() || !dir.join("index.json").is_file() {
+        // index.json only has to be there: reading it checks what it is.
+        let index = fs::symlink_metadata(dir.join("index.json"));
+        if !dir.join("oci-layout").is_file() || index.is_err() {
             return Err(ExportError::new(
                 ErrorKind::InvalidArgument,
                 format!(
@@ -45,10 +56,19 @@ impl LayoutSource {
     }
 }
 
+/// An error reading one of the layout's files, which the message names.
+fn read_error(e: io::Error) -> ExportError {
+    let kind = match e.kind() {
+        io::ErrorKind::NotFound => ErrorKind::NotFound,
+        io::ErrorKind::InvalidData => ErrorKind::ResourceExhausted,
+        _ => ErrorKind::InvalidArgument,
+    };
+    ExportError::new(kind, e.to_string())
+}
+
 impl ImageSource for LayoutSource {
     fn index_json(&self) -> Result<Vec<u8>> {
-        let p = self.dir.join("index.json");
-        fs::read(&p).map_err(|e| ExportError::from(e).context(&p.display().to_string()))
+        untrusted::read_capped(&self.dir.join("index.json"), MAX_JSON_BLOB).map_err(read_error)
     }
 
     fn blob_size(&self, digest: &str) -> Option<u64> {
@@ -60,19 +80,19 @@ impl ImageSource for LayoutSource {
         let missing =
             || ExportError::new(ErrorKind::NotFound, format!("{digest}: blob is missing"));
         let p = self.blob_path(digest).ok_or_else(missing)?;
-        match File::open(p) {
-            Ok(f) => Ok(Box::new(io::BufReader::with_capacity(256 << 10, f))),
+        match untrusted::open_regular(&p) {
+            // Never past the size it had when opened (a growing file).
+            Ok((f, size)) => Ok(Box::new(io::BufReader::with_capacity(
+                256 << 10,
+                f.take(size),
+            ))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(missing()),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(read_error(e).context(digest)),
         }
     }
 
     fn extra_file(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        match fs::read(self.dir.join(name)) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        untrusted::read_capped_opt(&self.dir.join(name), MAX_JSON_BLOB).map_err(read_error)
     }
 
     fn reference(&self) -> Option<&str> {

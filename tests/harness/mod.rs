@@ -10,6 +10,7 @@
 
 #![allow(dead_code)]
 
+pub mod bounded;
 pub mod graph;
 
 use std::collections::BTreeMap;

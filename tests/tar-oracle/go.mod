@@ -1,0 +1,3 @@
+module tar-oracle
+
+go 1.24
