@@ -10,7 +10,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
 use http::{HeaderName, HeaderValue, Method, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use sha2::{Digest as _, Sha256};
 use tracing::debug;
@@ -18,7 +17,7 @@ use tracing::debug;
 use super::auth::{pct, pull_scope, push_scope};
 use super::error::{RegistryError, Result};
 use super::transport;
-use super::{Call, RegistryClient, Sent};
+use super::{check_digest, Call, RegistryClient, Sent};
 use crate::oci::Descriptor;
 
 /// Bytes per body frame of an upload.
@@ -104,6 +103,7 @@ fn location(client: &RegistryClient, resp: &http::Response<Incoming>) -> Option<
 impl RegistryClient {
     /// True when `repo` has the blob.
     pub async fn blob_exists(&self, repo: &str, digest: &str) -> Result<bool> {
+        check_digest(self.host(), digest)?;
         let scope = pull_scope(repo);
         let resp = self
             .request(Call {
@@ -123,6 +123,7 @@ impl RegistryClient {
 
     /// The size of a blob in `repo` (from a HEAD), or None when it is absent.
     pub async fn blob_size(&self, repo: &str, digest: &str) -> Result<Option<u64>> {
+        check_digest(self.host(), digest)?;
         let scope = pull_scope(repo);
         let resp = self
             .request(Call {
@@ -160,6 +161,7 @@ impl RegistryClient {
         mount_from: Option<&str>,
         on_bytes: OnBytes,
     ) -> Result<BlobPush> {
+        check_digest(self.host(), &desc.digest)?;
         if self.blob_exists(repo, &desc.digest).await? {
             return Ok(BlobPush::Existed);
         }
@@ -172,20 +174,24 @@ impl RegistryClient {
                 Start::Mounted => return Ok(BlobPush::Mounted),
                 Start::Location(l) => l,
             };
+            let session = Session {
+                desc,
+                src: &src,
+                scope: &scope,
+                on_bytes: &on_bytes,
+            };
+            // Every new session counts against the retry budget, so a
+            // registry that loses sessions cannot keep the push going.
             match self
-                .upload(
-                    location,
-                    desc,
-                    &src,
-                    &scope,
-                    &on_bytes,
-                    &mut attempt,
-                    &mut sent,
-                )
+                .upload(location, &session, &mut attempt, &mut sent)
                 .await?
             {
-                true => return Ok(BlobPush::Uploaded { bytes: sent }),
-                false => continue,
+                Outcome::Committed => return Ok(BlobPush::Uploaded { bytes: sent }),
+                Outcome::Restart { counted: true, .. } => {}
+                Outcome::Restart {
+                    counted: false,
+                    detail,
+                } => self.backoff(&mut attempt, detail, None).await?,
             }
         }
     }
@@ -212,7 +218,7 @@ impl RegistryClient {
             .await?;
         match resp.status() {
             StatusCode::CREATED if mount_from.is_some() => {
-                transport::drain(resp).await;
+                transport::drain(resp, self.idle()).await;
                 Ok(Start::Mounted)
             }
             StatusCode::ACCEPTED => {
@@ -222,7 +228,7 @@ impl RegistryClient {
                         self.host()
                     ))
                 })?;
-                transport::drain(resp).await;
+                transport::drain(resp, self.idle()).await;
                 Ok(Start::Location(loc))
             }
             _ => Err(
@@ -231,23 +237,24 @@ impl RegistryClient {
         }
     }
 
-    /// Runs one upload session. Ok(true) when committed; Ok(false) when the
-    /// session was lost and a new one must start.
-    #[allow(clippy::too_many_arguments)]
+    /// Runs one upload session: committed, or lost (a new one must start).
+    /// The registry's `Range` must move forward by what was sent: a partial
+    /// advance costs an attempt of the budget, and a `Range` below what the
+    /// registry had acknowledged, or beyond what was sent, ends the push.
     async fn upload(
         &self,
         mut location: String,
-        desc: &Descriptor,
-        src: &Arc<dyn BlobOpen>,
-        scope: &str,
-        on_bytes: &OnBytes,
+        s: &Session<'_>,
         attempt: &mut u32,
         sent: &mut u64,
-    ) -> Result<bool> {
+    ) -> Result<Outcome> {
+        let (desc, scope) = (s.desc, s.scope);
         let size = desc.size;
         let chunked = size > self.options().monolithic_max;
         let chunk = self.options().chunk_size.max(1);
         let mut offset = 0u64;
+        // What the registry has confirmed holding.
+        let mut acked = 0u64;
         let mut cursor: Option<Cursor> = None;
         let mut reauthed = false;
         loop {
@@ -268,10 +275,10 @@ impl RegistryClient {
             };
             let cur = match cursor.take() {
                 Some(c) => c,
-                None => open_at(Arc::clone(src), offset).await?,
+                None => open_at(Arc::clone(s.src), offset).await?,
             };
             let (tx, body) = transport::channel(4);
-            let feeder = feed(cur, len, tx, offset, Arc::clone(on_bytes));
+            let feeder = feed(cur, len, tx, offset, Arc::clone(s.on_bytes));
             let mut headers = vec![octet_stream(), (CONTENT_LENGTH, HeaderValue::from(len))];
             if method == Method::PATCH {
                 let range = format!("{offset}-{}", offset + len - 1);
@@ -291,28 +298,49 @@ impl RegistryClient {
             match outcome {
                 Sent::Response(resp) => match (resp.status(), &method) {
                     (StatusCode::CREATED, &Method::PUT) => {
-                        transport::drain(resp).await;
+                        transport::drain(resp, self.idle()).await;
                         *sent += join(feeder).await?.1;
-                        return Ok(true);
+                        return Ok(Outcome::Committed);
                     }
                     (StatusCode::ACCEPTED, &Method::PATCH) => {
                         let (c, n) = join(feeder).await?;
                         *sent += n;
                         location = location_or(self, &resp, location);
                         let server = range_offset(resp.headers().get(RANGE));
-                        transport::drain(resp).await;
-                        offset += n;
+                        transport::drain(resp, self.idle()).await;
+                        let expected = offset + n;
                         match server {
-                            // The registry holds a different amount: follow it.
-                            Some(o) if o != offset => offset = o,
-                            _ => cursor = Some(c),
+                            None => offset = expected,
+                            Some(o) if o == expected => offset = o,
+                            Some(o) => {
+                                self.check_progress(desc, acked, o, expected)?;
+                                // Part of the chunk was lost: that costs an attempt.
+                                let detail = format!(
+                                    "{} kept {o} of the {expected} bytes sent of {}",
+                                    self.host(),
+                                    desc.digest
+                                );
+                                self.backoff(attempt, detail, None).await?;
+                                offset = o;
+                            }
+                        }
+                        acked = offset;
+                        if offset == expected {
+                            cursor = Some(c);
                         }
                         continue;
                     }
                     (StatusCode::NOT_FOUND, _) => {
-                        transport::drain(resp).await;
+                        transport::drain(resp, self.idle()).await;
                         debug!(digest = %desc.digest, "upload session gone; starting again");
-                        return Ok(false);
+                        return Ok(Outcome::Restart {
+                            counted: false,
+                            detail: format!(
+                                "{}: the upload session of {} is gone ({method} answered 404)",
+                                self.host(),
+                                desc.digest
+                            ),
+                        });
                     }
                     _ => {
                         return Err(Self::unexpected(
@@ -329,16 +357,37 @@ impl RegistryClient {
                     *attempt += 1;
                 }
             }
+            let lost = || Outcome::Restart {
+                counted: true,
+                detail: String::new(),
+            };
             // A broken monolithic PUT leaves the session in an unknown state.
             if !chunked {
-                return Ok(false);
+                return Ok(lost());
             }
             match self.upload_offset(&location, scope).await? {
-                Some(o) if o <= size => offset = o,
-                _ => return Ok(false),
+                Some(o) if o <= size => {
+                    self.check_progress(desc, acked, o, size)?;
+                    offset = o;
+                    acked = o;
+                }
+                _ => return Ok(lost()),
             }
             debug!(digest = %desc.digest, offset, "resuming chunked upload");
         }
+    }
+
+    /// Refuses an upload offset below what the registry had acknowledged, or
+    /// beyond what it was sent.
+    fn check_progress(&self, desc: &Descriptor, acked: u64, got: u64, most: u64) -> Result<()> {
+        if got < acked || got > most {
+            return Err(RegistryError::Invalid(format!(
+                "{}: the upload of {} went from {acked} to {got} bytes (at most {most} were sent); refusing a registry that loses acknowledged bytes",
+                self.host(),
+                desc.digest
+            )));
+        }
+        Ok(())
     }
 
     /// How much of an upload session the registry holds (None: start again).
@@ -354,12 +403,13 @@ impl RegistryClient {
             .await?;
         let ok = resp.status() == StatusCode::NO_CONTENT || resp.status().is_success();
         let offset = range_offset(resp.headers().get(RANGE));
-        transport::drain(resp).await;
+        transport::drain(resp, self.idle()).await;
         Ok(if ok { offset } else { None })
     }
 
     /// Fetches a blob as a stream; the digest is verified at its end.
     pub async fn fetch_blob(&self, repo: &str, digest: &str) -> Result<BlobStream> {
+        check_digest(self.host(), digest)?;
         let scope = pull_scope(repo);
         let mut url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
         for _ in 0..5 {
@@ -379,7 +429,7 @@ impl RegistryClient {
                 let Some(loc) = location(self, &resp) else {
                     return Err(Self::unexpected(format!("GET blob {digest}"), resp).await);
                 };
-                transport::drain(resp).await;
+                transport::drain(resp, self.idle()).await;
                 if !loc.starts_with(&self.url("/")) {
                     return self.fetch_foreign(&loc, digest).await;
                 }
@@ -387,7 +437,7 @@ impl RegistryClient {
                 continue;
             }
             if status == StatusCode::NOT_FOUND {
-                transport::drain(resp).await;
+                transport::drain(resp, self.idle()).await;
                 return Err(RegistryError::NotFound {
                     what: format!("blob {digest} in {}/{repo}", self.host()),
                 });
@@ -395,7 +445,7 @@ impl RegistryClient {
             if !status.is_success() {
                 return Err(Self::unexpected(format!("GET blob {digest}"), resp).await);
             }
-            return Ok(BlobStream::new(resp, digest));
+            return Ok(BlobStream::new(resp, digest, self.idle()));
         }
         Err(RegistryError::Invalid(format!(
             "GET blob {digest}: too many redirects"
@@ -410,7 +460,7 @@ impl RegistryClient {
                 .await?
             {
                 Sent::Response(r) if r.status().is_success() => {
-                    return Ok(BlobStream::new(r, digest))
+                    return Ok(BlobStream::new(r, digest, self.idle()))
                 }
                 Sent::Response(r) => {
                     return Err(
@@ -432,6 +482,25 @@ impl RegistryClient {
 enum Start {
     Mounted,
     Location(String),
+}
+
+/// What one upload session needs besides its location.
+struct Session<'a> {
+    desc: &'a Descriptor,
+    src: &'a Arc<dyn BlobOpen>,
+    scope: &'a str,
+    on_bytes: &'a OnBytes,
+}
+
+/// How an upload session ended.
+enum Outcome {
+    Committed,
+    /// The session was lost; `counted` when its failure already took an
+    /// attempt of the budget.
+    Restart {
+        counted: bool,
+        detail: String,
+    },
 }
 
 fn location_or(client: &RegistryClient, resp: &http::Response<Incoming>, old: String) -> String {
@@ -506,10 +575,11 @@ pub struct BlobStream {
     hasher: Option<Sha256>,
     size: Option<u64>,
     read: u64,
+    idle: std::time::Duration,
 }
 
 impl BlobStream {
-    fn new(resp: http::Response<Incoming>, digest: &str) -> BlobStream {
+    fn new(resp: http::Response<Incoming>, digest: &str, idle: std::time::Duration) -> BlobStream {
         let size = resp
             .headers()
             .get(CONTENT_LENGTH)
@@ -521,6 +591,7 @@ impl BlobStream {
             hasher: digest.starts_with("sha256:").then(Sha256::new),
             size,
             read: 0,
+            idle,
         }
     }
 
@@ -532,7 +603,10 @@ impl BlobStream {
     /// The next chunk, or None at the end (after the digest was verified).
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
         loop {
-            let Some(frame) = self.body.frame().await else {
+            let frame = transport::next_frame(&mut self.body, self.idle)
+                .await
+                .map_err(|e| RegistryError::io(format!("read blob {}", self.digest), e))?;
+            let Some(frame) = frame else {
                 if let Some(h) = self.hasher.take() {
                     let got = format!("sha256:{}", hex::encode(h.finalize()));
                     if got != self.digest {
@@ -544,12 +618,6 @@ impl BlobStream {
                 }
                 return Ok(None);
             };
-            let frame = frame.map_err(|e| {
-                RegistryError::io(
-                    format!("read blob {}", self.digest),
-                    io::Error::other(e.to_string()),
-                )
-            })?;
             if let Ok(data) = frame.into_data() {
                 if let Some(h) = self.hasher.as_mut() {
                     h.update(&data);

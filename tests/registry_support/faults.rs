@@ -1,6 +1,8 @@
 //! An HTTP/1.1 proxy in front of the real registry that injects faults into
 //! chosen requests: connection resets, error statuses, 429 with
-//! `Retry-After`, stalls, and a 401 challenge in the middle of a push. It
+//! `Retry-After`, stalls (of the answer, or of its body halfway), and a 401
+//! challenge in the middle of a push; a hook may also see and rewrite each
+//! request before it is forwarded. It
 //! reads each request and response whole (Content-Length or chunked) so
 //! kept-alive connections keep working, and forwards everything else as is.
 
@@ -19,6 +21,9 @@ pub enum Fault {
     TooMany,
     /// The answer is held back this long, then forwarded.
     Stall(Duration),
+    /// The head and half the body are sent, then nothing for this long, then
+    /// the connection is closed.
+    StallBody(Duration),
     /// 401 with the registry's Basic challenge, as if the credentials had
     /// expired; the client must authenticate again.
     Unauthorized,
@@ -33,6 +38,7 @@ impl Fault {
             Fault::Status(_) => "5xx",
             Fault::TooMany => "429 with Retry-After",
             Fault::Stall(_) => "stall",
+            Fault::StallBody(_) => "stalled body",
             Fault::Unauthorized => "401 mid-push",
         }
     }
@@ -50,7 +56,12 @@ pub struct Rule {
     pub fault: Fault,
 }
 
+/// Sees each request ("METHOD", path, raw bytes) before it is forwarded,
+/// and may rewrite it.
+pub type Hook = dyn Fn(&str, &str, &mut Vec<u8>) + Send + Sync;
+
 struct State {
+    hook: Option<Arc<Hook>>,
     rules: Vec<(Rule, usize)>,
     /// (fault kind, "METHOD path") of every injection, in order.
     fired: Vec<(&'static str, String)>,
@@ -63,9 +74,15 @@ pub struct FaultProxy {
 
 impl FaultProxy {
     pub fn start(upstream: u16, rules: Vec<Rule>) -> FaultProxy {
+        FaultProxy::start_with_hook(upstream, rules, None)
+    }
+
+    /// A proxy whose `hook` sees every forwarded request first.
+    pub fn start_with_hook(upstream: u16, rules: Vec<Rule>, hook: Option<Arc<Hook>>) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State {
+            hook,
             rules: rules.into_iter().map(|r| (r, 0)).collect(),
             fired: Vec::new(),
         }));
@@ -92,9 +109,9 @@ impl FaultProxy {
 }
 
 /// One HTTP message as raw bytes, with what the proxy needs to know.
-struct Message {
-    head: String,
-    raw: Vec<u8>,
+pub struct Message {
+    pub head: String,
+    pub raw: Vec<u8>,
 }
 
 impl Message {
@@ -111,7 +128,7 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Reads a head and, unless `no_body`, the body it announces. None at EOF.
-fn read_message(
+pub fn read_message(
     r: &mut impl BufRead,
     no_body: impl Fn(&str) -> bool,
 ) -> std::io::Result<Option<Message>> {
@@ -193,11 +210,12 @@ fn serve(client: TcpStream, upstream: u16, state: &Mutex<State>) -> std::io::Res
     let mut reader = BufReader::new(client.try_clone()?);
     let mut client = client;
     let mut up: Option<(TcpStream, BufReader<TcpStream>)> = None;
-    while let Some(req) = read_message(&mut reader, |_| false)? {
+    while let Some(mut req) = read_message(&mut reader, |_| false)? {
         let mut parts = req.first_line().split(' ');
         let method = parts.next().unwrap_or_default().to_string();
         let path = parts.next().unwrap_or_default().to_string();
-        match pick(state, &method, &path) {
+        let fault = pick(state, &method, &path);
+        match fault {
             Some(Fault::Reset) => {
                 let _ = client.shutdown(Shutdown::Both);
                 return Ok(());
@@ -219,13 +237,21 @@ fn serve(client: TcpStream, upstream: u16, state: &Mutex<State>) -> std::io::Res
                 continue;
             }
             Some(Fault::Stall(d)) => std::thread::sleep(d),
-            None => {}
+            Some(Fault::StallBody(_)) | None => {}
         }
         if up.is_none() {
             let s = TcpStream::connect(("127.0.0.1", upstream))?;
             let r = BufReader::new(s.try_clone()?);
             up = Some((s, r));
         }
+        let hook = state.lock().unwrap().hook.clone();
+        if let Some(h) = hook {
+            h(&method, &path, &mut req.raw);
+        }
+        let stall_body = match fault {
+            Some(Fault::StallBody(d)) => Some(d),
+            _ => None,
+        };
         let (s, r) = up.as_mut().unwrap();
         s.write_all(&req.raw)?;
         let is_head = method == "HEAD";
@@ -234,6 +260,14 @@ fn serve(client: TcpStream, upstream: u16, state: &Mutex<State>) -> std::io::Res
             is_head || code == "204" || code == "304" || code.starts_with('1')
         })?
         .ok_or_else(|| std::io::Error::other("the registry closed the connection"))?;
+        if let Some(d) = stall_body {
+            let body = resp.raw.len() - resp.head.len();
+            client.write_all(&resp.raw[..resp.head.len() + body / 2])?;
+            client.flush()?;
+            std::thread::sleep(d);
+            let _ = client.shutdown(Shutdown::Both);
+            return Ok(());
+        }
         client.write_all(&resp.raw)?;
         if header(&resp.head, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close")) {
             up = None;

@@ -1,0 +1,225 @@
+//! Pushes and reads that a misbehaving registry cannot make endless: an
+//! upload `Range` that never advances, upload sessions lost on every PUT
+//! (both from a hostile test server, since a real registry cannot be made to
+//! do either on purpose), and a response body that stalls halfway (a fault
+//! proxy in front of the real `docker-registry`). Each must end within the
+//! retry budget; every wait here is bounded.
+
+mod registry_support;
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use oxport::registry::{
+    BlobPush, ClientOptions, CredentialSource, FileBlob, RegistryClient, RegistryError, RetryPolicy,
+};
+use registry_support::faults::{Fault, FaultProxy, Rule};
+use registry_support::hostile::{Hostile, Reply, Req};
+use registry_support::{Registry, BIN};
+
+/// How long a push may run before the test calls it endless.
+const GUARD: Duration = Duration::from_secs(20);
+const ATTEMPTS: u32 = 4;
+
+fn client(host: &str) -> RegistryClient {
+    RegistryClient::new(
+        host,
+        ClientOptions {
+            monolithic_max: 1 << 20,
+            chunk_size: 1 << 20,
+            credentials: CredentialSource::Anonymous,
+            retry: RetryPolicy {
+                attempts: ATTEMPTS,
+                base_delay: Duration::from_millis(10),
+            },
+            ..ClientOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+/// Pushes `size` bytes as one blob, giving up after [`GUARD`]; None when
+/// the push was still going then.
+fn bounded_push(host: &str, size: usize) -> Option<Result<BlobPush, RegistryError>> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blob");
+    let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&path, &data).unwrap();
+    let desc = oxport::oci::Descriptor::of("application/octet-stream", &data);
+    let client = client(host);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let push = client.push_blob(
+            "hostile",
+            &desc,
+            Arc::new(FileBlob(path)),
+            None,
+            Arc::new(|_| {}),
+        );
+        tokio::time::timeout(GUARD, push).await.ok()
+    })
+}
+
+/// The part of an upload answer every hostile registry here shares.
+fn upload_start(r: &Req) -> Option<Reply> {
+    match r.method.as_str() {
+        "HEAD" => Some(Reply::new(404)),
+        "POST" => Some(
+            Reply::new(202)
+                .header("Location", "/v2/hostile/blobs/uploads/s1")
+                .header("Range", "0-0"),
+        ),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_range_that_never_advances_ends_the_push_within_the_budget() {
+    // Every PATCH and status query answers `Range: 0-1023`, whatever was sent.
+    let reg = Hostile::start(|r| {
+        upload_start(r).unwrap_or_else(|| match r.method.as_str() {
+            "PATCH" | "GET" => Reply::new(if r.method == "GET" { 204 } else { 202 })
+                .header("Location", "/v2/hostile/blobs/uploads/s1")
+                .header("Range", "0-1023"),
+            _ => Reply::new(201),
+        })
+    });
+    let started = Instant::now();
+    let size = 4 << 20;
+    let outcome = bounded_push(&reg.host(), size);
+    let sent = reg.bytes_in();
+    eprintln!(
+        "range stuck at 1024: {} PATCHes, {sent} bytes received in {:?}",
+        reg.count("PATCH", "/uploads/"),
+        started.elapsed()
+    );
+    let Some(result) = outcome else {
+        panic!("the push was still going after {GUARD:?}; the registry received {sent} bytes for a {size}-byte blob");
+    };
+    let err = result.expect_err("a registry that keeps 1024 bytes cannot take the blob");
+    assert!(
+        matches!(err, RegistryError::Unavailable { attempts, .. } if attempts == ATTEMPTS),
+        "{err}"
+    );
+    assert!(err.to_string().contains("kept 1024"), "{err}");
+    // At most one chunk per attempt of the budget.
+    assert!(sent <= ATTEMPTS as u64 * (1 << 20), "{sent} bytes sent");
+}
+
+#[test]
+fn upload_sessions_lost_on_every_put_end_the_push_within_the_budget() {
+    // Every upload PUT answers 404: the session is gone.
+    let reg = Hostile::start(|r| {
+        upload_start(r).unwrap_or_else(|| match r.method.as_str() {
+            "PUT" => Reply::new(404),
+            _ => Reply::new(400),
+        })
+    });
+    let outcome = bounded_push(&reg.host(), 4096);
+    let sessions = reg.count("POST", "/blobs/uploads/");
+    eprintln!("upload PUTs answered 404: {sessions} sessions started");
+    let Some(result) = outcome else {
+        panic!("the push was still going after {GUARD:?} with {sessions} sessions started");
+    };
+    let err = result.expect_err("no session ever commits");
+    assert!(matches!(err, RegistryError::Unavailable { .. }), "{err}");
+    assert!(err.to_string().contains("404"), "{err}");
+    assert_eq!(sessions, ATTEMPTS as usize, "one session per attempt");
+}
+
+/// Runs `oxport` with `env`, killing it after [`GUARD`]; None when it was
+/// still running then.
+fn bounded_oxport(args: &[&str], env: &[(&str, &str)]) -> Option<std::process::Output> {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run oxport");
+    let started = Instant::now();
+    while started.elapsed() < GUARD {
+        if child.try_wait().unwrap().is_some() {
+            return Some(child.wait_with_output().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[test]
+fn a_manifest_body_that_stalls_halfway_is_read_again() {
+    let Some(reg) = Registry::start(false) else {
+        return;
+    };
+    let case = registry_support::example_case();
+    let name = format!("{}/demo:v1", reg.host());
+    let out = bounded_oxport(
+        &[
+            "export",
+            "--result",
+            case.to_str().unwrap(),
+            "--output",
+            &format!("type=image,name={name},push=true"),
+        ],
+        &[],
+    )
+    .expect("the push ends");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The first answer for the tag stops halfway and stays silent for longer
+    // than the guard; the second is whole.
+    let stall = Fault::StallBody(GUARD + Duration::from_secs(10));
+    let rule = Rule {
+        method: "GET",
+        path: "/v2/demo/manifests/v1".into(),
+        skip: 0,
+        times: 1,
+        fault: stall,
+    };
+    let proxy = FaultProxy::start(reg.port, vec![rule]);
+    let started = Instant::now();
+    let out = bounded_oxport(
+        &[
+            "inspect",
+            "--format",
+            "json",
+            &format!("docker://{}/demo:v1", proxy.host()),
+        ],
+        &[
+            ("OXPORT_REGISTRY_IDLE_TIMEOUT_MS", "500"),
+            ("OXPORT_REGISTRY_ATTEMPTS", "3"),
+            ("OXPORT_REGISTRY_RETRY_DELAY_MS", "10"),
+        ],
+    );
+    let fired = proxy.fired();
+    let Some(out) = out else {
+        panic!("inspect hung on the stalled body for {GUARD:?} (faults: {fired:?})");
+    };
+    eprintln!("stalled body: inspect ended in {:?}", started.elapsed());
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = report.to_string();
+    assert!(
+        text.contains("linux/amd64") && text.contains("linux/arm64"),
+        "{text}"
+    );
+}
