@@ -8,7 +8,8 @@
 //! - [`auth`] and [`credentials`]: Basic and Bearer authentication, Docker config;
 //! - [`blobs`]: existence, monolithic and chunked uploads, mounts, streaming fetch;
 //! - [`manifests`]: resolve, get and put manifests, list tags;
-//! - [`referrers`]: the referrers API and its fallback tag.
+//! - [`referrers`]: the referrers API and its fallback tag;
+//! - [`repair`]: manifest PUTs that resend what the repository lacks.
 
 pub mod auth;
 pub mod blobs;
@@ -16,6 +17,7 @@ pub mod credentials;
 pub mod error;
 pub mod manifests;
 pub mod referrers;
+pub mod repair;
 pub mod retry;
 pub mod transport;
 
@@ -32,6 +34,7 @@ pub use blobs::{BlobOpen, BlobPush, BlobStream, BytesBlob, FileBlob, OnBytes};
 pub use credentials::Credential;
 pub use error::{RegistryError, Result};
 pub use manifests::{FetchedManifest, PushedManifest};
+pub use repair::PushContent;
 pub use retry::RetryPolicy;
 
 use transport::{Body, Transport};
