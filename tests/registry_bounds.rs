@@ -223,3 +223,77 @@ fn a_manifest_body_that_stalls_halfway_is_read_again() {
         "{text}"
     );
 }
+
+#[test]
+fn a_statement_longer_than_announced_is_cut_off_at_its_size() {
+    let Some(reg) = Registry::start(false) else {
+        return;
+    };
+    let case = registry_support::example_case();
+    let name = format!("{}/demo:v1", reg.host());
+    let out = bounded_oxport(
+        &[
+            "export",
+            "--result",
+            case.to_str().unwrap(),
+            "--output",
+            &format!("type=image,name={name},push=true"),
+        ],
+        &[],
+    )
+    .expect("the push ends");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, index) = reg.manifest("demo", "v1").unwrap();
+    let attestation = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["vnd.docker.reference.type"] == "attestation-manifest")
+        .expect("an attestation manifest")["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, m) = reg.manifest("demo", &attestation).unwrap();
+    let statement = m["layers"][0]["digest"].as_str().unwrap().to_string();
+
+    // The statement's size (HEAD) is true, and its first download (the
+    // digest check) is whole; the second one, read into memory, goes on with
+    // 256 MiB of JSON whitespace.
+    let padding = 256u64 << 20;
+    let rule = Rule {
+        method: "GET",
+        path: format!("/v2/demo/blobs/{statement}"),
+        skip: 1,
+        times: usize::MAX,
+        fault: Fault::Oversize(padding),
+    };
+    let proxy = FaultProxy::start(reg.port, vec![rule]);
+    let out = bounded_oxport(
+        &[
+            "inspect",
+            "--format",
+            "json",
+            &format!("docker://{}/demo:v1", proxy.host()),
+        ],
+        &[],
+    );
+    let taken = proxy.padding_sent();
+    eprintln!("oversized statement: inspect took {taken} bytes of padding");
+    let Some(out) = out else {
+        panic!("inspect ran for {GUARD:?} on an oversized statement ({taken} bytes taken)");
+    };
+    assert!(!proxy.fired().is_empty(), "the fault was never injected");
+    assert!(
+        taken < 32 << 20,
+        "inspect read {taken} bytes past the announced size of {statement}"
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains(&statement) && report.contains("more than the"),
+        "{report}"
+    );
+}

@@ -24,6 +24,9 @@ pub enum Fault {
     /// The head and half the body are sent, then nothing for this long, then
     /// the connection is closed.
     StallBody(Duration),
+    /// The answer is sent chunked, its body followed by this many spaces
+    /// (the head of a HEAD request still announces the true size).
+    Oversize(u64),
     /// 401 with the registry's Basic challenge, as if the credentials had
     /// expired; the client must authenticate again.
     Unauthorized,
@@ -39,6 +42,7 @@ impl Fault {
             Fault::TooMany => "429 with Retry-After",
             Fault::Stall(_) => "stall",
             Fault::StallBody(_) => "stalled body",
+            Fault::Oversize(_) => "oversized body",
             Fault::Unauthorized => "401 mid-push",
         }
     }
@@ -65,6 +69,8 @@ struct State {
     rules: Vec<(Rule, usize)>,
     /// (fault kind, "METHOD path") of every injection, in order.
     fired: Vec<(&'static str, String)>,
+    /// Padding bytes of oversized bodies the client took.
+    padding_sent: u64,
 }
 
 pub struct FaultProxy {
@@ -85,6 +91,7 @@ impl FaultProxy {
             hook,
             rules: rules.into_iter().map(|r| (r, 0)).collect(),
             fired: Vec::new(),
+            padding_sent: 0,
         }));
         let st = Arc::clone(&state);
         std::thread::spawn(move || {
@@ -100,6 +107,11 @@ impl FaultProxy {
 
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Padding bytes of oversized bodies the clients took so far.
+    pub fn padding_sent(&self) -> u64 {
+        self.state.lock().unwrap().padding_sent
     }
 
     /// The injections so far: (fault kind, "METHOD path").
@@ -187,7 +199,7 @@ fn pick(state: &Mutex<State>, method: &str, path: &str) -> Option<Fault> {
             continue;
         }
         *seen += 1;
-        if chosen.is_none() && *seen > rule.skip && *seen <= rule.skip + rule.times {
+        if chosen.is_none() && *seen > rule.skip && *seen <= rule.skip.saturating_add(rule.times) {
             chosen = Some(rule.fault);
         }
     }
@@ -237,7 +249,7 @@ fn serve(client: TcpStream, upstream: u16, state: &Mutex<State>) -> std::io::Res
                 continue;
             }
             Some(Fault::Stall(d)) => std::thread::sleep(d),
-            Some(Fault::StallBody(_)) | None => {}
+            Some(Fault::StallBody(_)) | Some(Fault::Oversize(_)) | None => {}
         }
         if up.is_none() {
             let s = TcpStream::connect(("127.0.0.1", upstream))?;
@@ -268,10 +280,51 @@ fn serve(client: TcpStream, upstream: u16, state: &Mutex<State>) -> std::io::Res
             let _ = client.shutdown(Shutdown::Both);
             return Ok(());
         }
+        if let Some(Fault::Oversize(n)) = fault {
+            return oversized(&mut client, &resp, n, state);
+        }
         client.write_all(&resp.raw)?;
         if header(&resp.head, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close")) {
             up = None;
         }
     }
+    Ok(())
+}
+
+/// Sends `resp` chunked with `padding` spaces after its body, counting what
+/// the client took; then closes the connection.
+fn oversized(
+    client: &mut TcpStream,
+    resp: &Message,
+    padding: u64,
+    state: &Mutex<State>,
+) -> std::io::Result<()> {
+    let head: String = resp
+        .head
+        .trim_end()
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("content-length:"))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    write!(
+        client,
+        "{head}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )?;
+    let body = &resp.raw[resp.head.len()..];
+    write!(client, "{:x}\r\n", body.len())?;
+    client.write_all(body)?;
+    client.write_all(b"\r\n")?;
+    let piece = vec![b' '; 64 << 10];
+    let mut left = padding;
+    while left > 0 {
+        let n = left.min(piece.len() as u64) as usize;
+        write!(client, "{n:x}\r\n")?;
+        client.write_all(&piece[..n])?;
+        client.write_all(b"\r\n")?;
+        state.lock().unwrap().padding_sent += n as u64;
+        left -= n as u64;
+    }
+    client.write_all(b"0\r\n\r\n")?;
+    let _ = client.shutdown(Shutdown::Both);
     Ok(())
 }
