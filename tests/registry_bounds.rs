@@ -143,17 +143,22 @@ fn bounded_oxport(args: &[&str], env: &[(&str, &str)]) -> Option<std::process::O
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("run oxport");
-    let started = Instant::now();
-    while started.elapsed() < GUARD {
-        if child.try_wait().unwrap().is_some() {
-            return Some(child.wait_with_output().unwrap());
+    let child = cmd.spawn().expect("run oxport");
+    let pid = child.id() as libc::pid_t;
+    // Output is read as it comes (a full pipe would block the child).
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(GUARD) {
+        Ok(out) => Some(out.unwrap()),
+        Err(_) => {
+            // SAFETY: kill(2) on the child we started, which is not reaped yet.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = rx.recv();
+            None
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    None
 }
 
 #[test]
@@ -296,4 +301,146 @@ fn a_statement_longer_than_announced_is_cut_off_at_its_size() {
         report.contains(&statement) && report.contains("more than the"),
         "{report}"
     );
+}
+
+/// Puts `n` signature-like manifests naming `subject` into `repo`, and a
+/// fallback tag listing them after what it listed already; their digests.
+fn attach_signatures(reg: &Registry, repo: &str, subject: &str, n: usize) -> Vec<String> {
+    use futures_util::StreamExt as _;
+    use oxport::oci::{Descriptor, MT_OCI_EMPTY, MT_OCI_INDEX, MT_OCI_MANIFEST};
+    let (_, subject_json) = reg.manifest(repo, subject).unwrap();
+    let subject_size = serde_json::to_vec_pretty(&subject_json).unwrap().len();
+    let subject_desc = serde_json::json!({
+        "mediaType": MT_OCI_MANIFEST, "digest": subject, "size": subject_size,
+    });
+    let empty = Descriptor::of(MT_OCI_EMPTY, b"{}");
+    let empty = serde_json::json!({"mediaType": MT_OCI_EMPTY, "digest": empty.digest, "size": 2});
+    let manifests: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": MT_OCI_MANIFEST,
+                "artifactType": "application/vnd.example.signature",
+                "config": empty,
+                "layers": [empty],
+                "subject": subject_desc,
+                "annotations": {"n": i.to_string()},
+            }))
+            .unwrap()
+        })
+        .collect();
+    let client = client(&reg.host());
+    let tag = subject.replace(':', "-");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let puts = manifests.iter().map(|m| {
+            let client = client.clone();
+            async move {
+                client
+                    .put_manifest(
+                        repo,
+                        &oxport::oci::digest_of(m),
+                        MT_OCI_MANIFEST,
+                        m.clone().into(),
+                        None,
+                    )
+                    .await
+                    .unwrap()
+            }
+        });
+        futures_util::stream::iter(puts)
+            .buffer_unordered(8)
+            .collect::<Vec<_>>()
+            .await;
+        let existing = client.get_manifest(repo, &tag).await.unwrap().unwrap();
+        let mut index: serde_json::Value = serde_json::from_slice(&existing.bytes).unwrap();
+        let list = index["manifests"].as_array_mut().unwrap();
+        for m in &manifests {
+            list.push(serde_json::json!({
+                "mediaType": MT_OCI_MANIFEST,
+                "digest": oxport::oci::digest_of(m),
+                "size": m.len(),
+                "artifactType": "application/vnd.example.signature",
+            }));
+        }
+        let bytes = serde_json::to_vec(&index).unwrap();
+        client
+            .put_manifest(repo, &tag, MT_OCI_INDEX, bytes.into(), None)
+            .await
+            .unwrap();
+    });
+    manifests
+        .iter()
+        .map(|m| oxport::oci::digest_of(m))
+        .collect()
+}
+
+#[test]
+fn thousands_of_referrers_cost_a_bounded_number_of_requests() {
+    let Some(reg) = Registry::start(false) else {
+        return;
+    };
+    let case = registry_support::example_case();
+    let out = bounded_oxport(
+        &[
+            "export",
+            "--result",
+            case.to_str().unwrap(),
+            "--output",
+            &format!("type=image,name={}/demo:v1,push=true", reg.host()),
+        ],
+        &[],
+    )
+    .expect("the push ends");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, index) = reg.manifest("demo", "v1").unwrap();
+    let subject = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let n = 600;
+    let signatures = attach_signatures(&reg, "demo", &subject, n);
+
+    // Records what inspect sends; the trigger never occurs.
+    let proxy = registry_support::KillProxy::start(reg.port, "\u{0}never\u{0}", || {});
+    let out = bounded_oxport(
+        &[
+            "inspect",
+            "--format",
+            "json",
+            &format!("docker://127.0.0.1:{}/demo:v1", proxy.port),
+        ],
+        &[],
+    );
+    let requests = proxy.occurrences(" HTTP/1.1\r\n");
+    eprintln!("{n} signature referrers: inspect sent {requests} requests");
+    let out = out.expect("inspect ends");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let image = report["roots"][0]["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["digest"] == subject.as_str())
+        .unwrap_or_else(|| panic!("no image {subject} in {report}"));
+    let listed: Vec<&str> = image["referrers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed.len(), n + 1, "every referrer is listed");
+    assert!(signatures.iter().all(|s| listed.contains(&s.as_str())));
+    assert!(requests < 300, "{requests} requests for {n} referrers");
 }

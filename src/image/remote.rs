@@ -176,8 +176,10 @@ impl RegistrySource {
     }
 
     /// The manifests that name `subject`: from the referrers API when the
-    /// registry has it, else from the fallback tag. Their manifests are read
-    /// so the store serves them. None when neither lists anything.
+    /// registry has it, else from the fallback tag (one request; the list is
+    /// capped at 4 MiB). The listed manifests are not read here: a caller
+    /// that needs one reads it with [`Self::load`]. None when neither lists
+    /// anything.
     pub fn referrers(&self, subject: &str) -> Result<Option<Listed>> {
         let (c, repo, s) = (
             self.client.clone(),
@@ -198,11 +200,6 @@ impl RegistrySource {
             return Ok(None);
         };
         let manifests = parse::index(&bytes, &via)?.value.manifests;
-        for m in &manifests {
-            if self.load(&m.digest)?.is_none() {
-                warn!(%subject, referrer = %m.digest, %via, "a listed referrer is not in the repository");
-            }
-        }
         Ok(Some(Listed { via, manifests }))
     }
 }
