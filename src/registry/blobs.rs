@@ -11,7 +11,6 @@ use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use hyper::body::Incoming;
-use sha2::{Digest as _, Sha256};
 use tracing::debug;
 
 use super::auth::{pct, pull_scope, push_scope};
@@ -93,7 +92,7 @@ fn range_offset(v: Option<&HeaderValue>) -> Option<u64> {
     (end > 0).then_some(end + 1)
 }
 
-fn location(client: &RegistryClient, resp: &http::Response<Incoming>) -> Option<String> {
+pub(super) fn location(client: &RegistryClient, resp: &http::Response<Incoming>) -> Option<String> {
     resp.headers()
         .get(LOCATION)
         .and_then(|v| v.to_str().ok())
@@ -258,38 +257,20 @@ impl RegistryClient {
         let mut cursor: Option<Cursor> = None;
         let mut reauthed = false;
         loop {
+            let put = || with_param(&location, &format!("digest={}", pct(&desc.digest)));
             let (method, url, len) = if !chunked {
-                (
-                    Method::PUT,
-                    with_param(&location, &format!("digest={}", pct(&desc.digest))),
-                    size,
-                )
+                (Method::PUT, put(), size)
             } else if offset < size {
                 (Method::PATCH, location.clone(), chunk.min(size - offset))
             } else {
-                (
-                    Method::PUT,
-                    with_param(&location, &format!("digest={}", pct(&desc.digest))),
-                    0,
-                )
+                (Method::PUT, put(), 0)
             };
-            let cur = match cursor.take() {
-                Some(c) => c,
-                None => open_at(Arc::clone(s.src), offset).await?,
-            };
-            let (tx, body) = transport::channel(4);
-            let feeder = feed(cur, len, tx, offset, Arc::clone(s.on_bytes));
-            let mut headers = vec![octet_stream(), (CONTENT_LENGTH, HeaderValue::from(len))];
-            if method == Method::PATCH {
-                let range = format!("{offset}-{}", offset + len - 1);
-                headers.push((CONTENT_RANGE, HeaderValue::from_str(&range).expect("ascii")));
-            }
-            let outcome = self
-                .send_once(method.clone(), &url, Some(scope), &headers, body)
+            let (outcome, feeder) = self
+                .send_piece(s, &method, &url, (offset, len), cursor.take())
                 .await?;
             // The feeder is awaited only after a success: the registry has then
             // read the whole body. After a failure it ends once the body is dropped.
-            let join = |feeder: tokio::task::JoinHandle<io::Result<(Cursor, u64)>>| async {
+            let join = |feeder: Feeder| async {
                 feeder
                     .await
                     .map_err(|e| RegistryError::Invalid(format!("upload reader: {e}")))?
@@ -309,21 +290,9 @@ impl RegistryClient {
                         let server = range_offset(resp.headers().get(RANGE));
                         transport::drain(resp, self.idle()).await;
                         let expected = offset + n;
-                        match server {
-                            None => offset = expected,
-                            Some(o) if o == expected => offset = o,
-                            Some(o) => {
-                                self.check_progress(desc, acked, o, expected)?;
-                                // Part of the chunk was lost: that costs an attempt.
-                                let detail = format!(
-                                    "{} kept {o} of the {expected} bytes sent of {}",
-                                    self.host(),
-                                    desc.digest
-                                );
-                                self.backoff(attempt, detail, None).await?;
-                                offset = o;
-                            }
-                        }
+                        offset = self
+                            .follow_range(desc, server, acked, expected, attempt)
+                            .await?;
                         acked = offset;
                         if offset == expected {
                             cursor = Some(c);
@@ -377,6 +346,61 @@ impl RegistryClient {
         }
     }
 
+    /// Sends `len` bytes of the blob from `offset` (through `cursor` when it
+    /// stands there) in one request; the answer and the task feeding the body.
+    async fn send_piece(
+        &self,
+        s: &Session<'_>,
+        method: &Method,
+        url: &str,
+        (offset, len): (u64, u64),
+        cursor: Option<Cursor>,
+    ) -> Result<(Sent, Feeder)> {
+        let cur = match cursor {
+            Some(c) => c,
+            None => open_at(Arc::clone(s.src), offset).await?,
+        };
+        let (tx, body) = transport::channel(4);
+        let feeder = feed(cur, len, tx, offset, Arc::clone(s.on_bytes));
+        let mut headers = vec![octet_stream(), (CONTENT_LENGTH, HeaderValue::from(len))];
+        if *method == Method::PATCH {
+            let range = format!("{offset}-{}", offset + len - 1);
+            headers.push((CONTENT_RANGE, HeaderValue::from_str(&range).expect("ascii")));
+        }
+        let outcome = self
+            .send_once(method.clone(), url, Some(s.scope), &headers, body)
+            .await?;
+        Ok((outcome, feeder))
+    }
+
+    /// The offset to go on from after a PATCH that should have brought the
+    /// registry to `expected`: its `Range` when it says one. Keeping only
+    /// part of the chunk costs an attempt; going below `acked` or beyond
+    /// `expected` is refused.
+    async fn follow_range(
+        &self,
+        desc: &Descriptor,
+        server: Option<u64>,
+        acked: u64,
+        expected: u64,
+        attempt: &mut u32,
+    ) -> Result<u64> {
+        match server {
+            None => Ok(expected),
+            Some(o) if o == expected => Ok(o),
+            Some(o) => {
+                self.check_progress(desc, acked, o, expected)?;
+                let detail = format!(
+                    "{} kept {o} of the {expected} bytes sent of {}",
+                    self.host(),
+                    desc.digest
+                );
+                self.backoff(attempt, detail, None).await?;
+                Ok(o)
+            }
+        }
+    }
+
     /// Refuses an upload offset below what the registry had acknowledged, or
     /// beyond what it was sent.
     fn check_progress(&self, desc: &Descriptor, acked: u64, got: u64, most: u64) -> Result<()> {
@@ -406,83 +430,15 @@ impl RegistryClient {
         transport::drain(resp, self.idle()).await;
         Ok(if ok { offset } else { None })
     }
-
-    /// Fetches a blob as a stream; the digest is verified at its end.
-    pub async fn fetch_blob(&self, repo: &str, digest: &str) -> Result<BlobStream> {
-        check_digest(self.host(), digest)?;
-        let scope = pull_scope(repo);
-        let mut url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
-        for _ in 0..5 {
-            let resp = self
-                .request(Call {
-                    method: Method::GET,
-                    url: url.clone(),
-                    scope: &scope,
-                    headers: Vec::new(),
-                    body: Bytes::new(),
-                })
-                .await?;
-            let status = resp.status();
-            if status.is_redirection() {
-                // Storage redirects (often to another host) are followed
-                // without the registry's credentials.
-                let Some(loc) = location(self, &resp) else {
-                    return Err(Self::unexpected(format!("GET blob {digest}"), resp).await);
-                };
-                transport::drain(resp, self.idle()).await;
-                if !loc.starts_with(&self.url("/")) {
-                    return self.fetch_foreign(&loc, digest).await;
-                }
-                url = loc;
-                continue;
-            }
-            if status == StatusCode::NOT_FOUND {
-                transport::drain(resp, self.idle()).await;
-                return Err(RegistryError::NotFound {
-                    what: format!("blob {digest} in {}/{repo}", self.host()),
-                });
-            }
-            if !status.is_success() {
-                return Err(Self::unexpected(format!("GET blob {digest}"), resp).await);
-            }
-            return Ok(BlobStream::new(resp, digest, self.idle()));
-        }
-        Err(RegistryError::Invalid(format!(
-            "GET blob {digest}: too many redirects"
-        )))
-    }
-
-    async fn fetch_foreign(&self, url: &str, digest: &str) -> Result<BlobStream> {
-        let mut attempt = 0;
-        loop {
-            match self
-                .send_once(Method::GET, url, None, &[], transport::empty())
-                .await?
-            {
-                Sent::Response(r) if r.status().is_success() => {
-                    return Ok(BlobStream::new(r, digest, self.idle()))
-                }
-                Sent::Response(r) => {
-                    return Err(
-                        Self::unexpected(format!("GET blob {digest} (redirected)"), r).await,
-                    )
-                }
-                Sent::Retry { detail, after } => self.backoff(&mut attempt, detail, after).await?,
-                Sent::Unauthorized { detail, .. } => {
-                    return Err(RegistryError::Unauthenticated {
-                        registry: self.host().to_string(),
-                        detail,
-                    })
-                }
-            }
-        }
-    }
 }
 
 enum Start {
     Mounted,
     Location(String),
 }
+
+/// The task feeding a request body: the cursor where it stopped and the bytes sent.
+type Feeder = tokio::task::JoinHandle<io::Result<(Cursor, u64)>>;
 
 /// What one upload session needs besides its location.
 struct Session<'a> {
@@ -565,68 +521,6 @@ fn feed(
         }
         Ok((cur, done))
     })
-}
-
-/// A blob being fetched. Chunks arrive as the registry sends them; the
-/// digest is checked when the stream ends.
-pub struct BlobStream {
-    body: Incoming,
-    digest: String,
-    hasher: Option<Sha256>,
-    size: Option<u64>,
-    read: u64,
-    idle: std::time::Duration,
-}
-
-impl BlobStream {
-    fn new(resp: http::Response<Incoming>, digest: &str, idle: std::time::Duration) -> BlobStream {
-        let size = resp
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        BlobStream {
-            body: resp.into_body(),
-            digest: digest.to_string(),
-            hasher: digest.starts_with("sha256:").then(Sha256::new),
-            size,
-            read: 0,
-            idle,
-        }
-    }
-
-    /// The size the registry announced.
-    pub fn size(&self) -> Option<u64> {
-        self.size
-    }
-
-    /// The next chunk, or None at the end (after the digest was verified).
-    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
-        loop {
-            let frame = transport::next_frame(&mut self.body, self.idle)
-                .await
-                .map_err(|e| RegistryError::io(format!("read blob {}", self.digest), e))?;
-            let Some(frame) = frame else {
-                if let Some(h) = self.hasher.take() {
-                    let got = format!("sha256:{}", hex::encode(h.finalize()));
-                    if got != self.digest {
-                        return Err(RegistryError::Invalid(format!(
-                            "blob {}: content has digest {got}",
-                            self.digest
-                        )));
-                    }
-                }
-                return Ok(None);
-            };
-            if let Ok(data) = frame.into_data() {
-                if let Some(h) = self.hasher.as_mut() {
-                    h.update(&data);
-                }
-                self.read += data.len() as u64;
-                return Ok(Some(data));
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@
 //! - [`transport`]: the hyper client (HTTPS with rustls, or plain HTTP);
 //! - [`retry`]: the bounded retry budget and backoff;
 //! - [`auth`] and [`credentials`]: Basic and Bearer authentication, Docker config;
-//! - [`blobs`]: existence, monolithic and chunked uploads, mounts, streaming fetch;
+//! - [`blobs`]: existence, monolithic and chunked uploads, mounts;
+//! - [`fetch`]: streaming blob downloads;
 //! - [`manifests`]: resolve, get and put manifests, list tags;
 //! - [`referrers`]: the referrers API and its fallback tag;
 //! - [`repair`]: manifest PUTs that resend what the repository lacks.
@@ -15,6 +16,7 @@ pub mod auth;
 pub mod blobs;
 pub mod credentials;
 pub mod error;
+pub mod fetch;
 pub mod manifests;
 pub mod referrers;
 pub mod repair;
@@ -30,9 +32,10 @@ use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tracing::debug;
 
-pub use blobs::{BlobOpen, BlobPush, BlobStream, BytesBlob, FileBlob, OnBytes};
+pub use blobs::{BlobOpen, BlobPush, BytesBlob, FileBlob, OnBytes};
 pub use credentials::Credential;
 pub use error::{RegistryError, Result};
+pub use fetch::BlobStream;
 pub use manifests::{FetchedManifest, PushedManifest};
 pub use repair::PushContent;
 pub use retry::RetryPolicy;
