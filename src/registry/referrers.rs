@@ -9,6 +9,12 @@
 //! bounded number of times) until every entry of ours is listed. The delay
 //! is much longer than one read-modify-write, so a concurrent writer that
 //! read before our write has written by the time we check.
+//!
+//! The window that remains, on registries that ignore `If-Match`: a writer
+//! whose read-to-write takes longer than the settle delay (a stalled
+//! connection, say) overwrites the index after we verified it and returned,
+//! dropping our entries; nothing restores them until the next push to that
+//! subject.
 
 use std::time::Duration;
 
