@@ -69,6 +69,9 @@ impl Reference {
         {
             return Err(bad("invalid tag"));
         }
+        if s.contains('@') {
+            check_digest(&digest).map_err(|why| bad(&why))?;
+        }
         let tag = if tag.is_empty() && digest.is_empty() {
             "latest".to_string()
         } else {
@@ -143,6 +146,43 @@ impl Reference {
         }
         s
     }
+}
+
+/// Checks a digest as OCI allows it in references and URLs: `sha256:` and
+/// 64 lowercase hex digits, or `sha512:` and 128. Any other algorithm, case
+/// or length is refused, so a digest can never reach a URL path unchecked.
+pub fn check_digest(d: &str) -> std::result::Result<(), String> {
+    let Some((alg, hex)) = d.split_once(':') else {
+        return Err("a digest is <algorithm>:<hex>".to_string());
+    };
+    let len = match alg {
+        "sha256" => 64,
+        "sha512" => 128,
+        _ => {
+            return Err(format!(
+                "unsupported digest algorithm {alg:?} (sha256 and sha512 are)"
+            ))
+        }
+    };
+    if hex.len() != len
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(format!("a {alg} digest is {len} lowercase hex digits"));
+    }
+    Ok(())
+}
+
+/// A tag of Docker's grammar: up to 128 of `[A-Za-z0-9_.-]`, not starting
+/// with `.` or `-`.
+pub fn valid_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= 128
+        && !tag.starts_with(['.', '-'])
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// A path component of Docker's grammar: lowercase alphanumerics joined by
@@ -224,6 +264,30 @@ mod tests {
         assert!(Reference::parse("example.com/../etc").is_err());
         assert!(Reference::parse("example.com/a..b").is_err());
         assert!(Reference::parse("example.com/a__b-c.d/e---f").is_ok());
+    }
+
+    #[test]
+    fn digests_are_checked() {
+        let hex = "a".repeat(64);
+        let r = Reference::parse(&format!("img:v1@sha256:{hex}")).unwrap();
+        assert_eq!(r.digest, format!("sha256:{hex}"));
+        assert!(Reference::parse(&format!("img@sha512:{}", "0".repeat(128))).is_ok());
+        for bad in [
+            "img:v1@sha256:../../x".to_string(),
+            format!("img@sha256:{}", "A".repeat(64)),
+            format!("img@sha256:{}", "a".repeat(63)),
+            format!("img@sha512:{hex}"),
+            format!("img@md5:{}", "a".repeat(32)),
+            "img@".to_string(),
+            "img@sha256".to_string(),
+        ] {
+            let err = Reference::parse(&bad).unwrap_err();
+            assert!(
+                err.message.contains("invalid reference format"),
+                "{bad}: {}",
+                err.message
+            );
+        }
     }
 
     #[test]

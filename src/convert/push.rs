@@ -24,7 +24,9 @@ use crate::image::{self, parse, ImageSource};
 use crate::oci::{self, Descriptor};
 use crate::options::ReferrersFallback;
 use crate::reference::Reference;
-use crate::registry::{referrers, BlobOpen, BlobPush, BytesBlob, RegistryClient, RegistryError};
+use crate::registry::{
+    referrers, BlobOpen, BlobPush, BytesBlob, PushContent, RegistryClient, RegistryError,
+};
 use crate::sink::layout::ANNOTATION_REF_NAME;
 
 use super::is_attestation_entry;
@@ -78,6 +80,22 @@ struct Plan {
     tag: Option<String>,
     mount_from: Option<String>,
     retag_from: Option<String>,
+}
+
+impl PushContent for Plan {
+    fn blob(&self, digest: &str) -> Option<(Descriptor, Arc<dyn BlobOpen>)> {
+        self.blobs
+            .iter()
+            .find(|(d, _)| d.digest == digest)
+            .map(|(d, o)| (d.clone(), Arc::clone(o)))
+    }
+
+    fn manifest(&self, digest: &str) -> Option<(Descriptor, Bytes)> {
+        self.manifests
+            .iter()
+            .find(|(d, _)| d.digest == digest)
+            .cloned()
+    }
 }
 
 fn is_manifest(media_type: &str) -> bool {
@@ -273,7 +291,7 @@ async fn run(client: RegistryClient, plan: Plan) -> Result<Pushed, RegistryError
             continue;
         }
         let put = client
-            .put_manifest(repo, &desc.digest, &desc.media_type, bytes.clone(), None)
+            .put_manifest_repairing(repo, &desc.digest, &desc.media_type, bytes.clone(), &plan)
             .await?;
         indexed |= put.oci_subject.is_some();
         out.written += 1;
@@ -303,7 +321,7 @@ async fn run(client: RegistryClient, plan: Plan) -> Result<Pushed, RegistryError
     let (root, root_bytes) = &plan.root;
     for t in &tags {
         client
-            .put_manifest(repo, t, &root.media_type, root_bytes.clone(), None)
+            .put_manifest_repairing(repo, t, &root.media_type, root_bytes.clone(), &plan)
             .await?;
         info!(registry = client.host(), repo, tag = %t, digest = %root.digest, "tagged");
     }

@@ -65,6 +65,10 @@ pub struct RegistrySource {
     index_json: Vec<u8>,
     /// Manifests read so far, by digest (verified by the client).
     manifests: Mutex<HashMap<String, Bytes>>,
+    /// Blob sizes the registry announced (HEAD), by digest: a read of the
+    /// blob is refused past them, so a JSON blob read whole stays within the
+    /// size that was checked against its limit.
+    announced: Mutex<HashMap<String, u64>>,
 }
 
 impl RegistrySource {
@@ -100,6 +104,7 @@ impl RegistrySource {
             reference,
             root: root.clone(),
             manifests: Mutex::new(HashMap::from([(root.digest.clone(), fetched.bytes)])),
+            announced: Mutex::new(HashMap::new()),
         };
         src.walk(&root, 0)?;
         debug!(image = %src.reference.full(), root = %root.digest, manifests = src.manifests.lock().expect("manifest cache").len(), "registry image read");
@@ -171,8 +176,10 @@ impl RegistrySource {
     }
 
     /// The manifests that name `subject`: from the referrers API when the
-    /// registry has it, else from the fallback tag. Their manifests are read
-    /// so the store serves them. None when neither lists anything.
+    /// registry has it, else from the fallback tag (one request; the list is
+    /// capped at 4 MiB). The listed manifests are not read here: a caller
+    /// that needs one reads it with [`Self::load`]. None when neither lists
+    /// anything.
     pub fn referrers(&self, subject: &str) -> Result<Option<Listed>> {
         let (c, repo, s) = (
             self.client.clone(),
@@ -193,12 +200,39 @@ impl RegistrySource {
             return Ok(None);
         };
         let manifests = parse::index(&bytes, &via)?.value.manifests;
-        for m in &manifests {
-            if self.load(&m.digest)?.is_none() {
-                warn!(%subject, referrer = %m.digest, %via, "a listed referrer is not in the repository");
-            }
-        }
         Ok(Some(Listed { via, manifests }))
+    }
+}
+
+/// A blob read that fails once the registry sends more than it announced.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    limit: u64,
+    what: String,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            let mut probe = [0u8; 1];
+            if buf.is_empty() || self.inner.read(&mut probe)? == 0 {
+                return Ok(0);
+            }
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: the registry sent more than the {} bytes it announced",
+                    self.what, self.limit
+                ),
+            ));
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left -= n as u64;
+        Ok(n)
     }
 }
 
@@ -224,7 +258,15 @@ impl ImageSource for RegistrySource {
             .bridge
             .call(async move { c.blob_size(&repo, &d).await })
         {
-            Ok(Ok(size)) => size,
+            Ok(Ok(size)) => {
+                if let Some(n) = size {
+                    self.announced
+                        .lock()
+                        .expect("announced sizes")
+                        .insert(digest.to_string(), n);
+                }
+                size
+            }
             Ok(Err(e)) => {
                 warn!(%digest, error = %e, "blob size unknown");
                 None
@@ -240,14 +282,55 @@ impl ImageSource for RegistrySource {
         if let Some(b) = self.cached(digest) {
             return Ok(Box::new(io::Cursor::new(b)));
         }
-        Ok(Box::new(self.bridge.blob_reader(
+        let reader = self.bridge.blob_reader(
             self.client.clone(),
             self.reference.path.clone(),
             digest.to_string(),
-        )?))
+        )?;
+        let announced = self
+            .announced
+            .lock()
+            .expect("announced sizes")
+            .get(digest)
+            .copied();
+        Ok(match announced {
+            Some(limit) => Box::new(Capped {
+                inner: reader,
+                left: limit,
+                limit,
+                what: format!("docker://{}@{digest}", self.reference.name()),
+            }),
+            None => Box::new(reader),
+        })
     }
 
     fn extra_file(&self, _name: &str) -> Result<Option<Vec<u8>>> {
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capped_reads_stop_past_the_announced_size() {
+        let capped = |data: &'static [u8], limit: u64| Capped {
+            inner: io::Cursor::new(data),
+            left: limit,
+            limit,
+            what: "docker://r/x@sha256:ab".to_string(),
+        };
+        let mut out = Vec::new();
+        capped(b"12345", 5).read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"12345");
+        let err = capped(b"123456", 5)
+            .read_to_end(&mut Vec::new())
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("docker://r/x@sha256:ab")
+                && err.to_string().contains("more than the 5 bytes"),
+            "{err}"
+        );
     }
 }

@@ -3,13 +3,23 @@
 //! on registries without it, the fallback tag. Attestation manifests found
 //! only there (detached ones) are walked and checked like those the index
 //! lists; other referrers (signatures, for example) are listed and verified.
+//!
+//! A subject may have thousands of referrers, and verifying one costs a
+//! request. So the first [`MAX_VERIFIED`] of each subject are read and
+//! verified; the rest are listed as their descriptors give them, marked as
+//! not verified, at no cost.
 
 use std::collections::HashSet;
+
+use tracing::warn;
 
 use super::{Attestation, ImageIndex, Root, Walker};
 use crate::convert::is_attestation_entry;
 use crate::image::remote::RegistrySource;
 use crate::oci::{self, Descriptor};
+
+/// Referrers of one subject that are read and verified.
+pub const MAX_VERIFIED: usize = 64;
 
 /// One manifest that names an image manifest (or the root) as its subject.
 #[derive(Debug, Clone)]
@@ -20,6 +30,8 @@ pub struct Referrer {
     pub via: String,
     /// Also listed in the image's index (not detached).
     pub in_index: bool,
+    /// Read and verified (only the first [`MAX_VERIFIED`] of a subject are).
+    pub verified: bool,
 }
 
 fn is_attestation(d: &Descriptor) -> bool {
@@ -58,13 +70,35 @@ impl Walker<'_> {
                 return Vec::new();
             }
         };
-        let mut out = Vec::new();
+        let total = listed.manifests.len();
+        let mut out = Vec::with_capacity(total);
         for (i, d) in listed.manifests.into_iter().enumerate() {
-            self.check(&d, &format!("{at}/referrers[{i}]"));
+            let verified = i < MAX_VERIFIED;
+            let via = if verified {
+                listed.via.clone()
+            } else {
+                format!(
+                    "{} (not verified: {total} referrers, the first {MAX_VERIFIED} are)",
+                    listed.via
+                )
+            };
+            if verified {
+                let rat = format!("{at}/referrers[{i}]");
+                // Read once through the store, which then serves it to the check.
+                match remote.load(&d.digest) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        warn!(subject = %subject.digest, referrer = %d.digest, "a listed referrer is not in the repository")
+                    }
+                    Err(e) => self.problem(&rat, e.message),
+                }
+                self.check(&d, &rat);
+            }
             out.push(Referrer {
                 in_index: tree.contains(&d.digest),
                 descriptor: d,
-                via: listed.via.clone(),
+                via,
+                verified,
             });
         }
         out
@@ -93,16 +127,23 @@ pub(super) fn collect(
             .referrers
             .iter()
             .enumerate()
+            .filter(|(_, r)| r.verified)
             .map(|(i, r)| (r.descriptor.clone(), format!("{at}/referrers[{i}]")))
             .collect();
         for img in root.images.iter_mut() {
             img.referrers = w.referrers_of(remote, &img.descriptor, &img.location, &tree);
-            found.extend(img.referrers.iter().enumerate().map(|(i, r)| {
-                (
-                    r.descriptor.clone(),
-                    format!("{}/referrers[{i}]", img.location),
-                )
-            }));
+            found.extend(
+                img.referrers
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.verified)
+                    .map(|(i, r)| {
+                        (
+                            r.descriptor.clone(),
+                            format!("{}/referrers[{i}]", img.location),
+                        )
+                    }),
+            );
         }
         for (d, at) in found {
             if is_attestation(&d) && !tree.contains(&d.digest) && seen.insert(d.digest.clone()) {

@@ -234,9 +234,10 @@ impl Auth {
             .map_err(|e| RegistryError::Invalid(format!("token realm {realm:?}: {e}")))?;
             let failure = match transport.send(req).await {
                 Ok(resp) if resp.status().is_success() => {
-                    let body = transport::read_body(resp, 1 << 20)
-                        .await
-                        .map_err(|e| RegistryError::io("token response", e))?;
+                    let body =
+                        transport::read_body(resp, 1 << 20, transport::idle_timeout_from_env())
+                            .await
+                            .map_err(|e| RegistryError::io("token response", e))?;
                     return token_from(&body).ok_or_else(|| {
                         RegistryError::Invalid(format!("{realm}: the token answer has no token"))
                     });
@@ -245,9 +246,10 @@ impl Auth {
                     if resp.status() == StatusCode::UNAUTHORIZED
                         || resp.status() == StatusCode::FORBIDDEN =>
                 {
-                    let body = transport::read_body(resp, 1 << 16)
-                        .await
-                        .unwrap_or_default();
+                    let body =
+                        transport::read_body(resp, 1 << 16, transport::idle_timeout_from_env())
+                            .await
+                            .unwrap_or_default();
                     return Err(self.unauthenticated(format!(
                         "the token service refused the credentials: {}",
                         body_detail(&body)
@@ -258,9 +260,10 @@ impl Auth {
                 }
                 Ok(resp) => {
                     let status = resp.status().as_u16();
-                    let body = transport::read_body(resp, 1 << 16)
-                        .await
-                        .unwrap_or_default();
+                    let body =
+                        transport::read_body(resp, 1 << 16, transport::idle_timeout_from_env())
+                            .await
+                            .unwrap_or_default();
                     return Err(RegistryError::Status {
                         what: format!("token from {realm}"),
                         status,

@@ -10,15 +10,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
 use http::{HeaderName, HeaderValue, Method, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use sha2::{Digest as _, Sha256};
 use tracing::debug;
 
 use super::auth::{pct, pull_scope, push_scope};
 use super::error::{RegistryError, Result};
 use super::transport;
-use super::{Call, RegistryClient, Sent};
+use super::{check_digest, Call, RegistryClient, Sent};
 use crate::oci::Descriptor;
 
 /// Bytes per body frame of an upload.
@@ -94,7 +92,7 @@ fn range_offset(v: Option<&HeaderValue>) -> Option<u64> {
     (end > 0).then_some(end + 1)
 }
 
-fn location(client: &RegistryClient, resp: &http::Response<Incoming>) -> Option<String> {
+pub(super) fn location(client: &RegistryClient, resp: &http::Response<Incoming>) -> Option<String> {
     resp.headers()
         .get(LOCATION)
         .and_then(|v| v.to_str().ok())
@@ -104,6 +102,7 @@ fn location(client: &RegistryClient, resp: &http::Response<Incoming>) -> Option<
 impl RegistryClient {
     /// True when `repo` has the blob.
     pub async fn blob_exists(&self, repo: &str, digest: &str) -> Result<bool> {
+        check_digest(self.host(), digest)?;
         let scope = pull_scope(repo);
         let resp = self
             .request(Call {
@@ -123,6 +122,7 @@ impl RegistryClient {
 
     /// The size of a blob in `repo` (from a HEAD), or None when it is absent.
     pub async fn blob_size(&self, repo: &str, digest: &str) -> Result<Option<u64>> {
+        check_digest(self.host(), digest)?;
         let scope = pull_scope(repo);
         let resp = self
             .request(Call {
@@ -160,6 +160,7 @@ impl RegistryClient {
         mount_from: Option<&str>,
         on_bytes: OnBytes,
     ) -> Result<BlobPush> {
+        check_digest(self.host(), &desc.digest)?;
         if self.blob_exists(repo, &desc.digest).await? {
             return Ok(BlobPush::Existed);
         }
@@ -172,20 +173,24 @@ impl RegistryClient {
                 Start::Mounted => return Ok(BlobPush::Mounted),
                 Start::Location(l) => l,
             };
+            let session = Session {
+                desc,
+                src: &src,
+                scope: &scope,
+                on_bytes: &on_bytes,
+            };
+            // Every new session counts against the retry budget, so a
+            // registry that loses sessions cannot keep the push going.
             match self
-                .upload(
-                    location,
-                    desc,
-                    &src,
-                    &scope,
-                    &on_bytes,
-                    &mut attempt,
-                    &mut sent,
-                )
+                .upload(location, &session, &mut attempt, &mut sent)
                 .await?
             {
-                true => return Ok(BlobPush::Uploaded { bytes: sent }),
-                false => continue,
+                Outcome::Committed => return Ok(BlobPush::Uploaded { bytes: sent }),
+                Outcome::Restart { counted: true, .. } => {}
+                Outcome::Restart {
+                    counted: false,
+                    detail,
+                } => self.backoff(&mut attempt, detail, None).await?,
             }
         }
     }
@@ -212,7 +217,7 @@ impl RegistryClient {
             .await?;
         match resp.status() {
             StatusCode::CREATED if mount_from.is_some() => {
-                transport::drain(resp).await;
+                transport::drain(resp, self.idle()).await;
                 Ok(Start::Mounted)
             }
             StatusCode::ACCEPTED => {
@@ -222,7 +227,7 @@ impl RegistryClient {
                         self.host()
                     ))
                 })?;
-                transport::drain(resp).await;
+                transport::drain(resp, self.idle()).await;
                 Ok(Start::Location(loc))
             }
             _ => Err(
@@ -231,58 +236,41 @@ impl RegistryClient {
         }
     }
 
-    /// Runs one upload session. Ok(true) when committed; Ok(false) when the
-    /// session was lost and a new one must start.
-    #[allow(clippy::too_many_arguments)]
+    /// Runs one upload session: committed, or lost (a new one must start).
+    /// The registry's `Range` must move forward by what was sent: a partial
+    /// advance costs an attempt of the budget, and a `Range` below what the
+    /// registry had acknowledged, or beyond what was sent, ends the push.
     async fn upload(
         &self,
         mut location: String,
-        desc: &Descriptor,
-        src: &Arc<dyn BlobOpen>,
-        scope: &str,
-        on_bytes: &OnBytes,
+        s: &Session<'_>,
         attempt: &mut u32,
         sent: &mut u64,
-    ) -> Result<bool> {
+    ) -> Result<Outcome> {
+        let (desc, scope) = (s.desc, s.scope);
         let size = desc.size;
         let chunked = size > self.options().monolithic_max;
         let chunk = self.options().chunk_size.max(1);
         let mut offset = 0u64;
+        // What the registry has confirmed holding.
+        let mut acked = 0u64;
         let mut cursor: Option<Cursor> = None;
         let mut reauthed = false;
         loop {
+            let put = || with_param(&location, &format!("digest={}", pct(&desc.digest)));
             let (method, url, len) = if !chunked {
-                (
-                    Method::PUT,
-                    with_param(&location, &format!("digest={}", pct(&desc.digest))),
-                    size,
-                )
+                (Method::PUT, put(), size)
             } else if offset < size {
                 (Method::PATCH, location.clone(), chunk.min(size - offset))
             } else {
-                (
-                    Method::PUT,
-                    with_param(&location, &format!("digest={}", pct(&desc.digest))),
-                    0,
-                )
+                (Method::PUT, put(), 0)
             };
-            let cur = match cursor.take() {
-                Some(c) => c,
-                None => open_at(Arc::clone(src), offset).await?,
-            };
-            let (tx, body) = transport::channel(4);
-            let feeder = feed(cur, len, tx, offset, Arc::clone(on_bytes));
-            let mut headers = vec![octet_stream(), (CONTENT_LENGTH, HeaderValue::from(len))];
-            if method == Method::PATCH {
-                let range = format!("{offset}-{}", offset + len - 1);
-                headers.push((CONTENT_RANGE, HeaderValue::from_str(&range).expect("ascii")));
-            }
-            let outcome = self
-                .send_once(method.clone(), &url, Some(scope), &headers, body)
+            let (outcome, feeder) = self
+                .send_piece(s, &method, &url, (offset, len), cursor.take())
                 .await?;
             // The feeder is awaited only after a success: the registry has then
             // read the whole body. After a failure it ends once the body is dropped.
-            let join = |feeder: tokio::task::JoinHandle<io::Result<(Cursor, u64)>>| async {
+            let join = |feeder: Feeder| async {
                 feeder
                     .await
                     .map_err(|e| RegistryError::Invalid(format!("upload reader: {e}")))?
@@ -291,28 +279,37 @@ impl RegistryClient {
             match outcome {
                 Sent::Response(resp) => match (resp.status(), &method) {
                     (StatusCode::CREATED, &Method::PUT) => {
-                        transport::drain(resp).await;
+                        transport::drain(resp, self.idle()).await;
                         *sent += join(feeder).await?.1;
-                        return Ok(true);
+                        return Ok(Outcome::Committed);
                     }
                     (StatusCode::ACCEPTED, &Method::PATCH) => {
                         let (c, n) = join(feeder).await?;
                         *sent += n;
                         location = location_or(self, &resp, location);
                         let server = range_offset(resp.headers().get(RANGE));
-                        transport::drain(resp).await;
-                        offset += n;
-                        match server {
-                            // The registry holds a different amount: follow it.
-                            Some(o) if o != offset => offset = o,
-                            _ => cursor = Some(c),
+                        transport::drain(resp, self.idle()).await;
+                        let expected = offset + n;
+                        offset = self
+                            .follow_range(desc, server, acked, expected, attempt)
+                            .await?;
+                        acked = offset;
+                        if offset == expected {
+                            cursor = Some(c);
                         }
                         continue;
                     }
                     (StatusCode::NOT_FOUND, _) => {
-                        transport::drain(resp).await;
+                        transport::drain(resp, self.idle()).await;
                         debug!(digest = %desc.digest, "upload session gone; starting again");
-                        return Ok(false);
+                        return Ok(Outcome::Restart {
+                            counted: false,
+                            detail: format!(
+                                "{}: the upload session of {} is gone ({method} answered 404)",
+                                self.host(),
+                                desc.digest
+                            ),
+                        });
                     }
                     _ => {
                         return Err(Self::unexpected(
@@ -329,16 +326,92 @@ impl RegistryClient {
                     *attempt += 1;
                 }
             }
+            let lost = || Outcome::Restart {
+                counted: true,
+                detail: String::new(),
+            };
             // A broken monolithic PUT leaves the session in an unknown state.
             if !chunked {
-                return Ok(false);
+                return Ok(lost());
             }
             match self.upload_offset(&location, scope).await? {
-                Some(o) if o <= size => offset = o,
-                _ => return Ok(false),
+                Some(o) if o <= size => {
+                    self.check_progress(desc, acked, o, size)?;
+                    offset = o;
+                    acked = o;
+                }
+                _ => return Ok(lost()),
             }
             debug!(digest = %desc.digest, offset, "resuming chunked upload");
         }
+    }
+
+    /// Sends `len` bytes of the blob from `offset` (through `cursor` when it
+    /// stands there) in one request; the answer and the task feeding the body.
+    async fn send_piece(
+        &self,
+        s: &Session<'_>,
+        method: &Method,
+        url: &str,
+        (offset, len): (u64, u64),
+        cursor: Option<Cursor>,
+    ) -> Result<(Sent, Feeder)> {
+        let cur = match cursor {
+            Some(c) => c,
+            None => open_at(Arc::clone(s.src), offset).await?,
+        };
+        let (tx, body) = transport::channel(4);
+        let feeder = feed(cur, len, tx, offset, Arc::clone(s.on_bytes));
+        let mut headers = vec![octet_stream(), (CONTENT_LENGTH, HeaderValue::from(len))];
+        if *method == Method::PATCH {
+            let range = format!("{offset}-{}", offset + len - 1);
+            headers.push((CONTENT_RANGE, HeaderValue::from_str(&range).expect("ascii")));
+        }
+        let outcome = self
+            .send_once(method.clone(), url, Some(s.scope), &headers, body)
+            .await?;
+        Ok((outcome, feeder))
+    }
+
+    /// The offset to go on from after a PATCH that should have brought the
+    /// registry to `expected`: its `Range` when it says one. Keeping only
+    /// part of the chunk costs an attempt; going below `acked` or beyond
+    /// `expected` is refused.
+    async fn follow_range(
+        &self,
+        desc: &Descriptor,
+        server: Option<u64>,
+        acked: u64,
+        expected: u64,
+        attempt: &mut u32,
+    ) -> Result<u64> {
+        match server {
+            None => Ok(expected),
+            Some(o) if o == expected => Ok(o),
+            Some(o) => {
+                self.check_progress(desc, acked, o, expected)?;
+                let detail = format!(
+                    "{} kept {o} of the {expected} bytes sent of {}",
+                    self.host(),
+                    desc.digest
+                );
+                self.backoff(attempt, detail, None).await?;
+                Ok(o)
+            }
+        }
+    }
+
+    /// Refuses an upload offset below what the registry had acknowledged, or
+    /// beyond what it was sent.
+    fn check_progress(&self, desc: &Descriptor, acked: u64, got: u64, most: u64) -> Result<()> {
+        if got < acked || got > most {
+            return Err(RegistryError::Invalid(format!(
+                "{}: the upload of {} went from {acked} to {got} bytes (at most {most} were sent); refusing a registry that loses acknowledged bytes",
+                self.host(),
+                desc.digest
+            )));
+        }
+        Ok(())
     }
 
     /// How much of an upload session the registry holds (None: start again).
@@ -354,84 +427,36 @@ impl RegistryClient {
             .await?;
         let ok = resp.status() == StatusCode::NO_CONTENT || resp.status().is_success();
         let offset = range_offset(resp.headers().get(RANGE));
-        transport::drain(resp).await;
+        transport::drain(resp, self.idle()).await;
         Ok(if ok { offset } else { None })
-    }
-
-    /// Fetches a blob as a stream; the digest is verified at its end.
-    pub async fn fetch_blob(&self, repo: &str, digest: &str) -> Result<BlobStream> {
-        let scope = pull_scope(repo);
-        let mut url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
-        for _ in 0..5 {
-            let resp = self
-                .request(Call {
-                    method: Method::GET,
-                    url: url.clone(),
-                    scope: &scope,
-                    headers: Vec::new(),
-                    body: Bytes::new(),
-                })
-                .await?;
-            let status = resp.status();
-            if status.is_redirection() {
-                // Storage redirects (often to another host) are followed
-                // without the registry's credentials.
-                let Some(loc) = location(self, &resp) else {
-                    return Err(Self::unexpected(format!("GET blob {digest}"), resp).await);
-                };
-                transport::drain(resp).await;
-                if !loc.starts_with(&self.url("/")) {
-                    return self.fetch_foreign(&loc, digest).await;
-                }
-                url = loc;
-                continue;
-            }
-            if status == StatusCode::NOT_FOUND {
-                transport::drain(resp).await;
-                return Err(RegistryError::NotFound {
-                    what: format!("blob {digest} in {}/{repo}", self.host()),
-                });
-            }
-            if !status.is_success() {
-                return Err(Self::unexpected(format!("GET blob {digest}"), resp).await);
-            }
-            return Ok(BlobStream::new(resp, digest));
-        }
-        Err(RegistryError::Invalid(format!(
-            "GET blob {digest}: too many redirects"
-        )))
-    }
-
-    async fn fetch_foreign(&self, url: &str, digest: &str) -> Result<BlobStream> {
-        let mut attempt = 0;
-        loop {
-            match self
-                .send_once(Method::GET, url, None, &[], transport::empty())
-                .await?
-            {
-                Sent::Response(r) if r.status().is_success() => {
-                    return Ok(BlobStream::new(r, digest))
-                }
-                Sent::Response(r) => {
-                    return Err(
-                        Self::unexpected(format!("GET blob {digest} (redirected)"), r).await,
-                    )
-                }
-                Sent::Retry { detail, after } => self.backoff(&mut attempt, detail, after).await?,
-                Sent::Unauthorized { detail, .. } => {
-                    return Err(RegistryError::Unauthenticated {
-                        registry: self.host().to_string(),
-                        detail,
-                    })
-                }
-            }
-        }
     }
 }
 
 enum Start {
     Mounted,
     Location(String),
+}
+
+/// The task feeding a request body: the cursor where it stopped and the bytes sent.
+type Feeder = tokio::task::JoinHandle<io::Result<(Cursor, u64)>>;
+
+/// What one upload session needs besides its location.
+struct Session<'a> {
+    desc: &'a Descriptor,
+    src: &'a Arc<dyn BlobOpen>,
+    scope: &'a str,
+    on_bytes: &'a OnBytes,
+}
+
+/// How an upload session ended.
+enum Outcome {
+    Committed,
+    /// The session was lost; `counted` when its failure already took an
+    /// attempt of the budget.
+    Restart {
+        counted: bool,
+        detail: String,
+    },
 }
 
 fn location_or(client: &RegistryClient, resp: &http::Response<Incoming>, old: String) -> String {
@@ -496,69 +521,6 @@ fn feed(
         }
         Ok((cur, done))
     })
-}
-
-/// A blob being fetched. Chunks arrive as the registry sends them; the
-/// digest is checked when the stream ends.
-pub struct BlobStream {
-    body: Incoming,
-    digest: String,
-    hasher: Option<Sha256>,
-    size: Option<u64>,
-    read: u64,
-}
-
-impl BlobStream {
-    fn new(resp: http::Response<Incoming>, digest: &str) -> BlobStream {
-        let size = resp
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        BlobStream {
-            body: resp.into_body(),
-            digest: digest.to_string(),
-            hasher: digest.starts_with("sha256:").then(Sha256::new),
-            size,
-            read: 0,
-        }
-    }
-
-    /// The size the registry announced.
-    pub fn size(&self) -> Option<u64> {
-        self.size
-    }
-
-    /// The next chunk, or None at the end (after the digest was verified).
-    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
-        loop {
-            let Some(frame) = self.body.frame().await else {
-                if let Some(h) = self.hasher.take() {
-                    let got = format!("sha256:{}", hex::encode(h.finalize()));
-                    if got != self.digest {
-                        return Err(RegistryError::Invalid(format!(
-                            "blob {}: content has digest {got}",
-                            self.digest
-                        )));
-                    }
-                }
-                return Ok(None);
-            };
-            let frame = frame.map_err(|e| {
-                RegistryError::io(
-                    format!("read blob {}", self.digest),
-                    io::Error::other(e.to_string()),
-                )
-            })?;
-            if let Ok(data) = frame.into_data() {
-                if let Some(h) = self.hasher.as_mut() {
-                    h.update(&data);
-                }
-                self.read += data.len() as u64;
-                return Ok(Some(data));
-            }
-        }
-    }
 }
 
 #[cfg(test)]

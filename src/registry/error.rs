@@ -23,6 +23,9 @@ pub enum RegistryError {
     PreconditionFailed { what: String },
     #[error("{what}: not found")]
     NotFound { what: String },
+    /// A manifest PUT named a blob or manifest the repository lacks.
+    #[error("{what}: the registry lacks content it names: {detail}")]
+    ManifestBlobUnknown { what: String, detail: String },
     /// Any other unexpected answer.
     #[error("{what}: unexpected response {status}{detail}")]
     Status {
@@ -57,7 +60,9 @@ impl RegistryError {
             RegistryError::Unavailable { .. } => ErrorKind::Unavailable,
             RegistryError::PreconditionFailed { .. } => ErrorKind::Unavailable,
             RegistryError::NotFound { .. } => ErrorKind::NotFound,
-            RegistryError::Status { .. } | RegistryError::Invalid(_) => ErrorKind::Internal,
+            RegistryError::Status { .. }
+            | RegistryError::Invalid(_)
+            | RegistryError::ManifestBlobUnknown { .. } => ErrorKind::Internal,
             RegistryError::Io { source, .. } => {
                 ExportError::from(std::io::Error::from(source.kind())).kind
             }

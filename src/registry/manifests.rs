@@ -8,8 +8,7 @@ use hyper::body::Incoming;
 
 use super::auth::{pull_scope, push_scope};
 use super::error::{RegistryError, Result};
-use super::transport;
-use super::{Call, RegistryClient};
+use super::{check_reference, Call, RegistryClient};
 use crate::oci::{self, Descriptor};
 
 /// Manifests larger than this are refused when read.
@@ -71,6 +70,7 @@ impl RegistryClient {
 
     /// Resolves a tag or digest to a descriptor; None when absent.
     pub async fn resolve(&self, repo: &str, reference: &str) -> Result<Option<Descriptor>> {
+        check_reference(self.host(), reference)?;
         let scope = pull_scope(repo);
         let resp = self
             .request(self.manifest_call(Method::HEAD, repo, reference, &scope))
@@ -113,20 +113,19 @@ impl RegistryClient {
         reference: &str,
         scope: &str,
     ) -> Result<Option<FetchedManifest>> {
+        check_reference(self.host(), reference)?;
         let resp = self
-            .request(self.manifest_call(Method::GET, repo, reference, scope))
+            .request_whole(
+                self.manifest_call(Method::GET, repo, reference, scope),
+                MAX_MANIFEST,
+            )
             .await?;
-        match resp.status() {
-            StatusCode::NOT_FOUND => {
-                transport::drain(resp).await;
-                Ok(None)
-            }
+        match resp.status {
+            StatusCode::NOT_FOUND => Ok(None),
             s if s.is_success() => {
-                let content_type = header(&resp, &CONTENT_TYPE).unwrap_or_default();
-                let etag = header(&resp, &ETAG);
-                let bytes = transport::read_body(resp, MAX_MANIFEST)
-                    .await
-                    .map_err(|e| RegistryError::io(format!("manifest {repo}:{reference}"), e))?;
+                let content_type = resp.header(&CONTENT_TYPE).unwrap_or_default();
+                let etag = resp.header(&ETAG);
+                let bytes = resp.body;
                 let digest = oci::digest_of(&bytes);
                 if reference.contains(':') && reference != digest {
                     return Err(RegistryError::Invalid(format!(
@@ -140,7 +139,7 @@ impl RegistryClient {
                     etag,
                 }))
             }
-            _ => Err(Self::unexpected(format!("GET manifest {repo}:{reference}"), resp).await),
+            _ => Err(resp.unexpected(format!("GET manifest {repo}:{reference}"))),
         }
     }
 
@@ -154,6 +153,7 @@ impl RegistryClient {
         bytes: Bytes,
         if_match: Option<&str>,
     ) -> Result<PushedManifest> {
+        check_reference(self.host(), reference)?;
         let scope = push_scope(repo, None);
         let mut headers = vec![(
             CONTENT_TYPE,
@@ -167,24 +167,30 @@ impl RegistryClient {
         }
         let digest = oci::digest_of(&bytes);
         let resp = self
-            .request(Call {
-                method: Method::PUT,
-                url: self.url(&format!("/v2/{repo}/manifests/{reference}")),
-                scope: &scope,
-                headers,
-                body: bytes,
-            })
+            .request_whole(
+                Call {
+                    method: Method::PUT,
+                    url: self.url(&format!("/v2/{repo}/manifests/{reference}")),
+                    scope: &scope,
+                    headers,
+                    body: bytes,
+                },
+                1 << 16,
+            )
             .await?;
-        match resp.status() {
-            StatusCode::PRECONDITION_FAILED => {
-                transport::drain(resp).await;
-                Err(RegistryError::PreconditionFailed {
-                    what: format!("{}/{repo}:{reference}", self.host()),
+        match resp.status {
+            StatusCode::PRECONDITION_FAILED => Err(RegistryError::PreconditionFailed {
+                what: format!("{}/{repo}:{reference}", self.host()),
+            }),
+            StatusCode::BAD_REQUEST if names_unknown_content(&resp.body) => {
+                Err(RegistryError::ManifestBlobUnknown {
+                    what: format!("PUT manifest {}/{repo}:{reference}", self.host()),
+                    detail: super::error::body_detail(&resp.body),
                 })
             }
             s if s.is_success() => {
-                let oci_subject = header(&resp, &OCI_SUBJECT);
-                if let Some(d) = header(&resp, &DOCKER_CONTENT_DIGEST) {
+                let oci_subject = resp.header(&OCI_SUBJECT);
+                if let Some(d) = resp.header(&DOCKER_CONTENT_DIGEST) {
                     if d != digest {
                         return Err(RegistryError::Invalid(format!(
                             "{}/{repo}:{reference}: the registry stored {d}, not {digest}",
@@ -192,13 +198,12 @@ impl RegistryClient {
                         )));
                     }
                 }
-                transport::drain(resp).await;
                 Ok(PushedManifest {
                     digest,
                     oci_subject,
                 })
             }
-            _ => Err(Self::unexpected(format!("PUT manifest {repo}:{reference}"), resp).await),
+            _ => Err(resp.unexpected(format!("PUT manifest {repo}:{reference}"))),
         }
     }
 
@@ -209,26 +214,25 @@ impl RegistryClient {
         let mut tags = Vec::new();
         for _ in 0..1000 {
             let resp = self
-                .request(Call {
-                    method: Method::GET,
-                    url: url.clone(),
-                    scope: &scope,
-                    headers: Vec::new(),
-                    body: Bytes::new(),
-                })
+                .request_whole(
+                    Call {
+                        method: Method::GET,
+                        url: url.clone(),
+                        scope: &scope,
+                        headers: Vec::new(),
+                        body: Bytes::new(),
+                    },
+                    MAX_MANIFEST,
+                )
                 .await?;
-            if resp.status() == StatusCode::NOT_FOUND {
-                transport::drain(resp).await;
+            if resp.status == StatusCode::NOT_FOUND {
                 return Ok(tags);
             }
-            if !resp.status().is_success() {
-                return Err(Self::unexpected(format!("list tags of {repo}"), resp).await);
+            if !resp.status.is_success() {
+                return Err(resp.unexpected(format!("list tags of {repo}")));
             }
-            let next = header(&resp, &LINK).and_then(|l| next_link(&l));
-            let body = transport::read_body(resp, MAX_MANIFEST)
-                .await
-                .map_err(|e| RegistryError::io(format!("tags of {repo}"), e))?;
-            let v: serde_json::Value = serde_json::from_slice(&body)
+            let next = resp.header(&LINK).and_then(|l| next_link(&l));
+            let v: serde_json::Value = serde_json::from_slice(&resp.body)
                 .map_err(|e| RegistryError::Invalid(format!("tags of {repo}: {e}")))?;
             if let Some(list) = v.get("tags").and_then(|t| t.as_array()) {
                 tags.extend(list.iter().filter_map(|t| t.as_str().map(String::from)));
@@ -240,6 +244,26 @@ impl RegistryClient {
         }
         Ok(tags)
     }
+}
+
+/// True when a 400 answer to a manifest PUT says the manifest names content
+/// the repository lacks (`MANIFEST_BLOB_UNKNOWN`, `BLOB_UNKNOWN`,
+/// `MANIFEST_UNKNOWN` for an index child).
+fn names_unknown_content(body: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false;
+    };
+    v.get("errors")
+        .and_then(|e| e.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.get("code").and_then(|c| c.as_str()))
+        .any(|c| {
+            matches!(
+                c,
+                "MANIFEST_BLOB_UNKNOWN" | "BLOB_UNKNOWN" | "MANIFEST_UNKNOWN"
+            )
+        })
 }
 
 /// The target of `Link: </v2/...?n=100&last=x>; rel="next"`.

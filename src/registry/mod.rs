@@ -6,16 +6,20 @@
 //! - [`transport`]: the hyper client (HTTPS with rustls, or plain HTTP);
 //! - [`retry`]: the bounded retry budget and backoff;
 //! - [`auth`] and [`credentials`]: Basic and Bearer authentication, Docker config;
-//! - [`blobs`]: existence, monolithic and chunked uploads, mounts, streaming fetch;
+//! - [`blobs`]: existence, monolithic and chunked uploads, mounts;
+//! - [`fetch`]: streaming blob downloads;
 //! - [`manifests`]: resolve, get and put manifests, list tags;
-//! - [`referrers`]: the referrers API and its fallback tag.
+//! - [`referrers`]: the referrers API and its fallback tag;
+//! - [`repair`]: manifest PUTs that resend what the repository lacks.
 
 pub mod auth;
 pub mod blobs;
 pub mod credentials;
 pub mod error;
+pub mod fetch;
 pub mod manifests;
 pub mod referrers;
+pub mod repair;
 pub mod retry;
 pub mod transport;
 
@@ -28,10 +32,12 @@ use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tracing::debug;
 
-pub use blobs::{BlobOpen, BlobPush, BlobStream, BytesBlob, FileBlob, OnBytes};
+pub use blobs::{BlobOpen, BlobPush, BytesBlob, FileBlob, OnBytes};
 pub use credentials::Credential;
 pub use error::{RegistryError, Result};
+pub use fetch::BlobStream;
 pub use manifests::{FetchedManifest, PushedManifest};
+pub use repair::PushContent;
 pub use retry::RetryPolicy;
 
 use transport::{Body, Transport};
@@ -59,6 +65,8 @@ pub struct ClientOptions {
     pub monolithic_max: u64,
     pub chunk_size: u64,
     pub credentials: CredentialSource,
+    /// How long a response body may go without a byte (`OXPORT_REGISTRY_IDLE_TIMEOUT_MS`).
+    pub idle_timeout: Duration,
 }
 
 impl Default for ClientOptions {
@@ -69,6 +77,7 @@ impl Default for ClientOptions {
             monolithic_max: DEFAULT_MONOLITHIC_MAX,
             chunk_size: DEFAULT_CHUNK_SIZE,
             credentials: CredentialSource::DockerConfig,
+            idle_timeout: transport::idle_timeout_from_env(),
         }
     }
 }
@@ -82,12 +91,49 @@ pub fn api_host(domain: &str) -> &str {
     }
 }
 
+/// True for `localhost` and IP literals in 127.0.0.0/8 or `::1` (with or
+/// without a port). Names that merely look like one (`127.example.com`) are
+/// not: they may resolve anywhere.
 fn is_loopback(host: &str) -> bool {
     let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(rest),
-        None => host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host),
+        Some(rest) => match rest.split_once(']') {
+            Some((inner, port)) if port.is_empty() || port.starts_with(':') => inner,
+            _ => return false,
+        },
+        None => match host.split_once(':') {
+            Some((h, _)) => h,
+            None => host,
+        },
     };
-    name == "localhost" || name == "::1" || name.starts_with("127.")
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match name.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(a)) => a.is_loopback(),
+        Ok(std::net::IpAddr::V6(a)) => a.is_loopback(),
+        Err(_) => false,
+    }
+}
+
+/// Refuses a digest OCI does not allow (see [`crate::reference::check_digest`]),
+/// before it can reach a URL.
+pub(crate) fn check_digest(host: &str, digest: &str) -> Result<()> {
+    crate::reference::check_digest(digest)
+        .map_err(|why| RegistryError::Invalid(format!("{host}: bad digest {digest:?}: {why}")))
+}
+
+/// Refuses a manifest reference that is neither a valid digest nor a valid tag.
+pub(crate) fn check_reference(host: &str, reference: &str) -> Result<()> {
+    if reference.contains(':') {
+        return check_digest(host, reference);
+    }
+    if crate::reference::valid_tag(reference) {
+        Ok(())
+    } else {
+        Err(RegistryError::Invalid(format!(
+            "{host}: bad tag {reference:?}"
+        )))
+    }
 }
 
 /// A client of one registry host. Cheap to clone; clones share the
@@ -121,6 +167,7 @@ pub(crate) enum Sent {
 }
 
 /// A request whose body can be sent again (empty or in memory).
+#[derive(Clone)]
 pub(crate) struct Call<'a> {
     pub method: Method,
     pub url: String,
@@ -169,6 +216,28 @@ impl RegistryClient {
         &self.inner.opts
     }
 
+    /// The idle-read timeout of response bodies.
+    pub(crate) fn idle(&self) -> Duration {
+        self.inner.opts.idle_timeout
+    }
+
+    /// True when `url` is on the registry's own origin (scheme, host and
+    /// port), the only place its credentials may go.
+    pub(crate) fn same_origin(&self, url: &str) -> bool {
+        fn origin(u: &str) -> Option<(String, String, u16)> {
+            let uri: http::Uri = u.parse().ok()?;
+            let scheme = uri.scheme_str()?.to_ascii_lowercase();
+            let port = uri
+                .port_u16()
+                .unwrap_or(if scheme == "https" { 443 } else { 80 });
+            Some((scheme, uri.host()?.to_ascii_lowercase(), port))
+        }
+        match (origin(url), origin(&self.inner.base)) {
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        }
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.inner.base)
     }
@@ -206,6 +275,9 @@ impl RegistryClient {
         for (k, v) in headers {
             b = b.header(k, v);
         }
+        // Credentials never leave the registry's origin (upload locations
+        // and redirects may point elsewhere).
+        let scope = scope.filter(|_| self.same_origin(url));
         if let Some(h) = scope.and_then(|s| self.inner.auth.header(s)) {
             b = b.header(AUTHORIZATION, h);
         }
@@ -228,7 +300,7 @@ impl RegistryClient {
                 .get(WWW_AUTHENTICATE)
                 .and_then(|v| v.to_str().ok())
                 .map(String::from);
-            let body = transport::read_body(resp, 1 << 16)
+            let body = transport::read_body(resp, 1 << 16, self.idle())
                 .await
                 .unwrap_or_default();
             return Ok(Sent::Unauthorized {
@@ -237,7 +309,7 @@ impl RegistryClient {
             });
         }
         if status == StatusCode::FORBIDDEN {
-            let body = transport::read_body(resp, 1 << 16)
+            let body = transport::read_body(resp, 1 << 16, self.idle())
                 .await
                 .unwrap_or_default();
             return Err(RegistryError::Denied {
@@ -251,7 +323,7 @@ impl RegistryClient {
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(retry::parse_retry_after);
-            transport::drain(resp).await;
+            transport::drain(resp, self.idle()).await;
             return Ok(Sent::Retry {
                 detail: format!("{} answered {status}", self.inner.host),
                 after,
@@ -313,7 +385,15 @@ impl RegistryClient {
 
     /// A request with a replayable body: authenticated, retried within the budget.
     pub(crate) async fn request(&self, call: Call<'_>) -> Result<Response<Incoming>> {
-        let mut attempt = 0;
+        self.request_counted(&call, &mut 0).await
+    }
+
+    /// [`Self::request`] with the attempts counted in `attempt`.
+    async fn request_counted(
+        &self,
+        call: &Call<'_>,
+        attempt: &mut u32,
+    ) -> Result<Response<Incoming>> {
         let mut reauthed = false;
         loop {
             let body = if call.body.is_empty() {
@@ -332,7 +412,7 @@ impl RegistryClient {
                 .await?
             {
                 Sent::Response(r) => return Ok(r),
-                Sent::Retry { detail, after } => self.backoff(&mut attempt, detail, after).await?,
+                Sent::Retry { detail, after } => self.backoff(attempt, detail, after).await?,
                 Sent::Unauthorized { challenge, detail } => {
                     self.reauthorize(&mut reauthed, challenge.as_deref(), &detail, call.scope)
                         .await?
@@ -341,22 +421,80 @@ impl RegistryClient {
         }
     }
 
+    /// A request whose answer is read whole: at most `limit` bytes when it
+    /// succeeds (64 KiB of error detail otherwise). A body that breaks off or
+    /// stalls is asked for again, within the same retry budget as the request.
+    pub(crate) async fn request_whole(&self, call: Call<'_>, limit: usize) -> Result<Whole> {
+        let mut attempt = 0;
+        loop {
+            let resp = self.request_counted(&call, &mut attempt).await?;
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let cap = if status.is_success() { limit } else { 1 << 16 };
+            match transport::read_body(resp, cap, self.idle()).await {
+                Ok(body) => {
+                    return Ok(Whole {
+                        status,
+                        headers,
+                        body,
+                    })
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    return Err(RegistryError::Invalid(format!(
+                        "{} {}: the answer is larger than the limit of {cap} bytes",
+                        call.method, call.url
+                    )))
+                }
+                Err(e) => {
+                    let detail = format!("{} {}: {e}", call.method, call.url);
+                    self.backoff(&mut attempt, detail, None).await?
+                }
+            }
+        }
+    }
+
     /// An unexpected answer as an error, with the registry's detail.
     pub(crate) async fn unexpected(what: String, resp: Response<Incoming>) -> RegistryError {
         let status = resp.status().as_u16();
-        let body = transport::read_body(resp, 1 << 16)
+        // A stalled error body is cut short: the detail is optional.
+        let body = transport::read_body(resp, 1 << 16, Duration::from_secs(10))
             .await
             .unwrap_or_default();
-        let detail = error::body_detail(&body);
-        RegistryError::Status {
-            what,
-            status,
-            detail: if detail.is_empty() {
-                String::new()
-            } else {
-                format!(": {detail}")
-            },
-        }
+        status_error(what, status, &body)
+    }
+}
+
+/// A response read whole.
+pub(crate) struct Whole {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Whole {
+    pub fn header(&self, name: &HeaderName) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    }
+
+    /// This answer as an unexpected one.
+    pub fn unexpected(&self, what: String) -> RegistryError {
+        status_error(what, self.status.as_u16(), &self.body)
+    }
+}
+
+fn status_error(what: String, status: u16, body: &[u8]) -> RegistryError {
+    let detail = error::body_detail(body);
+    RegistryError::Status {
+        what,
+        status,
+        detail: if detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {detail}")
+        },
     }
 }
 
@@ -372,5 +510,21 @@ mod tests {
         assert!(is_loopback("localhost"));
         assert!(is_loopback("[::1]:5000"));
         assert!(!is_loopback("registry.local:5000"));
+        assert!(is_loopback("127.0.0.1"));
+        assert!(is_loopback("127.5.6.7:80"));
+        assert!(is_loopback("[::1]"));
+        assert!(is_loopback("LOCALHOST:5000"));
+        for remote in [
+            "127.registry.example.com",
+            "127.registry.example.com:5000",
+            "127.0.0.1.example.com:5000",
+            "localhost.example.com",
+            "[::1].example.com",
+            "[::2]:5000",
+            "128.0.0.1:5000",
+            "::1",
+        ] {
+            assert!(!is_loopback(remote), "{remote} is not loopback");
+        }
     }
 }

@@ -9,6 +9,12 @@
 //! bounded number of times) until every entry of ours is listed. The delay
 //! is much longer than one read-modify-write, so a concurrent writer that
 //! read before our write has written by the time we check.
+//!
+//! The window that remains, on registries that ignore `If-Match`: a writer
+//! whose read-to-write takes longer than the settle delay (a stalled
+//! connection, say) overwrites the index after we verified it and returned,
+//! dropping our entries; nothing restores them until the next push to that
+//! subject.
 
 use std::time::Duration;
 
@@ -21,8 +27,7 @@ use tracing::debug;
 use super::auth::{pull_scope, push_scope};
 use super::error::{RegistryError, Result};
 use super::manifests::{media_type_of, MAX_MANIFEST};
-use super::transport;
-use super::{Call, RegistryClient};
+use super::{check_digest, Call, RegistryClient};
 use crate::json::{self, Object};
 use crate::oci::{self, Descriptor};
 use crate::options::ReferrersFallback;
@@ -152,30 +157,25 @@ impl RegistryClient {
     /// The referrers index from the referrers API, or None when the registry
     /// does not offer the API.
     pub async fn referrers(&self, repo: &str, digest: &str) -> Result<Option<Bytes>> {
+        check_digest(self.host(), digest)?;
         let scope = pull_scope(repo);
         let resp = self
-            .request(Call {
-                method: Method::GET,
-                url: self.url(&format!("/v2/{repo}/referrers/{digest}")),
-                scope: &scope,
-                headers: vec![(ACCEPT, HeaderValue::from_static(oci::MT_OCI_INDEX))],
-                body: Bytes::new(),
-            })
+            .request_whole(
+                Call {
+                    method: Method::GET,
+                    url: self.url(&format!("/v2/{repo}/referrers/{digest}")),
+                    scope: &scope,
+                    headers: vec![(ACCEPT, HeaderValue::from_static(oci::MT_OCI_INDEX))],
+                    body: Bytes::new(),
+                },
+                MAX_MANIFEST,
+            )
             .await?;
-        let status = resp.status();
-        if status != StatusCode::OK {
-            transport::drain(resp).await;
+        if resp.status != StatusCode::OK {
             return Ok(None);
         }
-        let content_type = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let body = transport::read_body(resp, MAX_MANIFEST)
-            .await
-            .map_err(|e| RegistryError::io(format!("referrers of {digest}"), e))?;
+        let content_type = resp.header(&CONTENT_TYPE).unwrap_or_default();
+        let body = resp.body;
         let is_index = content_type.starts_with(oci::MT_OCI_INDEX)
             || media_type_of(&body).as_deref() == Some(oci::MT_OCI_INDEX);
         Ok(is_index.then_some(body))

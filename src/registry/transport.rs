@@ -28,6 +28,39 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// registry answers only after the body.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// How long a response body may go without a byte before the read fails
+/// (and the request is retried within the budget), unless
+/// [`ENV_IDLE_TIMEOUT_MS`] says otherwise.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Overrides the idle-read timeout, in milliseconds (e.g. to keep tests short).
+pub const ENV_IDLE_TIMEOUT_MS: &str = "OXPORT_REGISTRY_IDLE_TIMEOUT_MS";
+
+/// The idle-read timeout: the default, or the environment's when it says.
+pub fn idle_timeout_from_env() -> Duration {
+    std::env::var(ENV_IDLE_TIMEOUT_MS)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_IDLE_TIMEOUT)
+}
+
+/// The next frame of a body, or a `TimedOut` error when none comes within `idle`.
+pub async fn next_frame(body: &mut Incoming, idle: Duration) -> io::Result<Option<Frame<Bytes>>> {
+    match tokio::time::timeout(idle, body.frame()).await {
+        Ok(Some(Ok(f))) => Ok(Some(f)),
+        Ok(Some(Err(e))) => Err(io::Error::other(describe(&e))),
+        Ok(None) => Ok(None),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "the response body stalled: no data for {} ms",
+                idle.as_millis()
+            ),
+        )),
+    }
+}
+
 /// Why one HTTP exchange failed before a response arrived.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -101,17 +134,27 @@ pub fn channel(depth: usize) -> (mpsc::Sender<io::Result<Bytes>>, Body) {
     (tx, StreamBody::new(stream).boxed())
 }
 
-/// Reads a whole (small) response body, refusing more than `limit` bytes.
-pub async fn read_body(resp: Response<Incoming>, limit: usize) -> io::Result<Bytes> {
+/// Reads a whole (small) response body, refusing more than `limit` bytes
+/// (an `InvalidData` error) and a body that stalls for `idle` (`TimedOut`).
+pub async fn read_body(
+    resp: Response<Incoming>,
+    limit: usize,
+    idle: Duration,
+) -> io::Result<Bytes> {
+    let announced = resp
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(limit));
+    }
     let mut body = resp.into_body();
     let mut buf = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| io::Error::other(describe(&e)))?;
+    while let Some(frame) = next_frame(&mut body, idle).await? {
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > limit {
-                return Err(io::Error::other(format!(
-                    "response body larger than {limit} bytes"
-                )));
+                return Err(too_large(limit));
             }
             buf.extend_from_slice(&data);
         }
@@ -119,11 +162,19 @@ pub async fn read_body(resp: Response<Incoming>, limit: usize) -> io::Result<Byt
     Ok(buf.freeze())
 }
 
-/// Reads and drops a response body so the connection can be reused.
-pub async fn drain(resp: Response<Incoming>) {
+fn too_large(limit: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("response body larger than the limit of {limit} bytes"),
+    )
+}
+
+/// Reads and drops a response body so the connection can be reused; gives
+/// up (dropping the connection) after 1 MiB or a stall of `idle`.
+pub async fn drain(resp: Response<Incoming>, idle: Duration) {
     let mut body = resp.into_body();
     let mut left: usize = 1 << 20;
-    while let Some(Ok(frame)) = body.frame().await {
+    while let Ok(Some(frame)) = next_frame(&mut body, idle).await {
         if let Ok(d) = frame.into_data() {
             left = left.saturating_sub(d.len());
             if left == 0 {

@@ -30,7 +30,7 @@ use crate::oci::Descriptor;
 use crate::options::ReferrersFallback;
 use crate::reference::Reference;
 use crate::registry::{
-    BlobOpen, BlobPush, BytesBlob, ClientOptions, RegistryClient, RegistryError,
+    BlobOpen, BlobPush, BytesBlob, ClientOptions, PushContent, RegistryClient, RegistryError,
 };
 
 /// What the push needs besides the graph.
@@ -96,6 +96,39 @@ impl BlobOpen for ServedLayer {
             .send(Msg::Open(self.source.clone(), reply))
             .map_err(|_| gone())?;
         answer.recv().map_err(|_| gone())?
+    }
+}
+
+/// The plan's content, for manifest PUTs that resend what a repository lacks.
+struct Resend<'a> {
+    plan: &'a Plan,
+    tx: &'a mpsc::Sender<Msg>,
+}
+
+impl PushContent for Resend<'_> {
+    fn blob(&self, digest: &str) -> Option<(Descriptor, Arc<dyn BlobOpen>)> {
+        let (desc, blob) = self.plan.blobs.iter().find(|(d, _)| d.digest == digest)?;
+        Some((desc.clone(), blob_source(blob, self.tx)))
+    }
+
+    fn manifest(&self, digest: &str) -> Option<(Descriptor, Bytes)> {
+        let p = self.plan;
+        p.images
+            .iter()
+            .chain(&p.attestations)
+            .chain(&p.index)
+            .find(|m| m.desc.digest == digest)
+            .map(|m| (m.desc.clone(), m.bytes.clone()))
+    }
+}
+
+fn blob_source(blob: &Blob, tx: &mpsc::Sender<Msg>) -> Arc<dyn BlobOpen> {
+    match blob {
+        Blob::Bytes(b) => Arc::new(BytesBlob(Bytes::from(b.clone()))),
+        Blob::Layer(l) => Arc::new(ServedLayer {
+            source: l.clone(),
+            tx: tx.clone(),
+        }),
     }
 }
 
@@ -284,15 +317,16 @@ async fn run(plan: Plan, tx: &mpsc::Sender<Msg>) -> Result<(), RegistryError> {
     if plan.push_by_digest {
         return Ok(());
     }
+    let content = Resend { plan: &plan, tx };
     for (client, target) in tagged {
         for tag in &target.tags {
             client
-                .put_manifest(
+                .put_manifest_repairing(
                     &target.repo,
                     tag,
                     &plan.root.media_type,
                     plan.root_bytes.clone(),
-                    None,
+                    &content,
                 )
                 .await?;
             info!(registry = client.host(), repo = %target.repo, %tag, digest = %plan.root.digest, "tagged");
@@ -310,13 +344,7 @@ async fn push_blob(
     mount_from: Option<&str>,
     tx: &mpsc::Sender<Msg>,
 ) -> Result<(), RegistryError> {
-    let src: Arc<dyn BlobOpen> = match blob {
-        Blob::Bytes(b) => Arc::new(BytesBlob(Bytes::from(b.clone()))),
-        Blob::Layer(l) => Arc::new(ServedLayer {
-            source: l.clone(),
-            tx: tx.clone(),
-        }),
-    };
+    let src = blob_source(blob, tx);
     let (digest, total) = (desc.digest.clone(), desc.size);
     let progress_tx = tx.clone();
     let on_bytes = Arc::new(move |done: u64| {
@@ -363,45 +391,40 @@ async fn push_repo(
         .buffer_unordered(PUSH_CONCURRENCY)
         .try_collect::<()>()
         .await?;
+    let content = Resend { plan, tx };
     for m in &plan.images {
-        client
-            .put_manifest(
-                repo,
-                &m.desc.digest,
-                &m.desc.media_type,
-                m.bytes.clone(),
-                None,
-            )
-            .await?;
+        put_item(client, repo, m, &content).await?;
     }
     // Subjects indexed by the registry itself (OCI-Subject on the PUT).
     let mut indexed = false;
     for m in &plan.attestations {
-        let put = client
-            .put_manifest(
-                repo,
-                &m.desc.digest,
-                &m.desc.media_type,
-                m.bytes.clone(),
-                None,
-            )
-            .await?;
-        if m.subject.is_some() && put.oci_subject.is_some() {
+        let pushed = put_item(client, repo, m, &content).await?;
+        if m.subject.is_some() && pushed.oci_subject.is_some() {
             indexed = true;
         }
     }
     if let Some(index) = &plan.index {
-        client
-            .put_manifest(
-                repo,
-                &index.desc.digest,
-                &index.desc.media_type,
-                index.bytes.clone(),
-                None,
-            )
-            .await?;
+        put_item(client, repo, index, &content).await?;
     }
     maintain_fallback(client, plan, repo, indexed).await
+}
+
+/// Puts one manifest of the plan by digest.
+async fn put_item(
+    client: &RegistryClient,
+    repo: &str,
+    m: &ManifestItem,
+    content: &Resend<'_>,
+) -> Result<crate::registry::PushedManifest, RegistryError> {
+    client
+        .put_manifest_repairing(
+            repo,
+            &m.desc.digest,
+            &m.desc.media_type,
+            m.bytes.clone(),
+            content,
+        )
+        .await
 }
 
 /// Writes the referrers fallback tags the policy asks for.

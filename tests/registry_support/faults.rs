@@ -1,6 +1,8 @@
 //! An HTTP/1.1 proxy in front of the real registry that injects faults into
 //! chosen requests: connection resets, error statuses, 429 with
-//! `Retry-After`, stalls, and a 401 challenge in the middle of a push. It
+//! `Retry-After`, stalls (of the answer, or of its body halfway), and a 401
+//! challenge in the middle of a push; a hook may also see and rewrite each
+//! request before it is forwarded. It
 //! reads each request and response whole (Content-Length or chunked) so
 //! kept-alive connections keep working, and forwards everything else as is.
 
@@ -19,6 +21,12 @@ pub enum Fault {
     TooMany,
     /// The answer is held back this long, then forwarded.
     Stall(Duration),
+    /// The head and half the body are sent, then nothing for this long, then
+    /// the connection is closed.
+    StallBody(Duration),
+    /// The answer is sent chunked, its body followed by this many spaces
+    /// (the head of a HEAD request still announces the true size).
+    Oversize(u64),
     /// 401 with the registry's Basic challenge, as if the credentials had
     /// expired; the client must authenticate again.
     Unauthorized,
@@ -33,6 +41,8 @@ impl Fault {
             Fault::Status(_) => "5xx",
             Fault::TooMany => "429 with Retry-After",
             Fault::Stall(_) => "stall",
+            Fault::StallBody(_) => "stalled body",
+            Fault::Oversize(_) => "oversized body",
             Fault::Unauthorized => "401 mid-push",
         }
     }
@@ -50,10 +60,17 @@ pub struct Rule {
     pub fault: Fault,
 }
 
+/// Sees each request ("METHOD", path, raw bytes) before it is forwarded,
+/// and may rewrite it.
+pub type Hook = dyn Fn(&str, &str, &mut Vec<u8>) + Send + Sync;
+
 struct State {
+    hook: Option<Arc<Hook>>,
     rules: Vec<(Rule, usize)>,
     /// (fault kind, "METHOD path") of every injection, in order.
     fired: Vec<(&'static str, String)>,
+    /// Padding bytes of oversized bodies the client took.
+    padding_sent: u64,
 }
 
 pub struct FaultProxy {
@@ -63,11 +80,18 @@ pub struct FaultProxy {
 
 impl FaultProxy {
     pub fn start(upstream: u16, rules: Vec<Rule>) -> FaultProxy {
+        FaultProxy::start_with_hook(upstream, rules, None)
+    }
+
+    /// A proxy whose `hook` sees every forwarded request first.
+    pub fn start_with_hook(upstream: u16, rules: Vec<Rule>, hook: Option<Arc<Hook>>) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State {
+            hook,
             rules: rules.into_iter().map(|r| (r, 0)).collect(),
             fired: Vec::new(),
+            padding_sent: 0,
         }));
         let st = Arc::clone(&state);
         std::thread::spawn(move || {
@@ -85,6 +109,11 @@ impl FaultProxy {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// Padding bytes of oversized bodies the clients took so far.
+    pub fn padding_sent(&self) -> u64 {
+        self.state.lock().unwrap().padding_sent
+    }
+
     /// The injections so far: (fault kind, "METHOD path").
     pub fn fired(&self) -> Vec<(&'static str, String)> {
         self.state.lock().unwrap().fired.clone()
@@ -92,9 +121,9 @@ impl FaultProxy {
 }
 
 /// One HTTP message as raw bytes, with what the proxy needs to know.
-struct Message {
-    head: String,
-    raw: Vec<u8>,
+pub struct Message {
+    pub head: String,
+    pub raw: Vec<u8>,
 }
 
 impl Message {
@@ -111,7 +140,7 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Reads a head and, unless `no_body`, the body it announces. None at EOF.
-fn read_message(
+pub fn read_message(
     r: &mut impl BufRead,
     no_body: impl Fn(&str) -> bool,
 ) -> std::io::Result<Option<Message>> {
@@ -170,7 +199,7 @@ fn pick(state: &Mutex<State>, method: &str, path: &str) -> Option<Fault> {
             continue;
         }
         *seen += 1;
-        if chosen.is_none() && *seen > rule.skip && *seen <= rule.skip + rule.times {
+        if chosen.is_none() && *seen > rule.skip && *seen <= rule.skip.saturating_add(rule.times) {
             chosen = Some(rule.fault);
         }
     }
@@ -193,11 +222,12 @@ fn serve(client: TcpStream, upstream: u16, state: &Mutex<State>) -> std::io::Res
     let mut reader = BufReader::new(client.try_clone()?);
     let mut client = client;
     let mut up: Option<(TcpStream, BufReader<TcpStream>)> = None;
-    while let Some(req) = read_message(&mut reader, |_| false)? {
+    while let Some(mut req) = read_message(&mut reader, |_| false)? {
         let mut parts = req.first_line().split(' ');
         let method = parts.next().unwrap_or_default().to_string();
         let path = parts.next().unwrap_or_default().to_string();
-        match pick(state, &method, &path) {
+        let fault = pick(state, &method, &path);
+        match fault {
             Some(Fault::Reset) => {
                 let _ = client.shutdown(Shutdown::Both);
                 return Ok(());
@@ -219,13 +249,21 @@ fn serve(client: TcpStream, upstream: u16, state: &Mutex<State>) -> std::io::Res
                 continue;
             }
             Some(Fault::Stall(d)) => std::thread::sleep(d),
-            None => {}
+            Some(Fault::StallBody(_)) | Some(Fault::Oversize(_)) | None => {}
         }
         if up.is_none() {
             let s = TcpStream::connect(("127.0.0.1", upstream))?;
             let r = BufReader::new(s.try_clone()?);
             up = Some((s, r));
         }
+        let hook = state.lock().unwrap().hook.clone();
+        if let Some(h) = hook {
+            h(&method, &path, &mut req.raw);
+        }
+        let stall_body = match fault {
+            Some(Fault::StallBody(d)) => Some(d),
+            _ => None,
+        };
         let (s, r) = up.as_mut().unwrap();
         s.write_all(&req.raw)?;
         let is_head = method == "HEAD";
@@ -234,10 +272,59 @@ fn serve(client: TcpStream, upstream: u16, state: &Mutex<State>) -> std::io::Res
             is_head || code == "204" || code == "304" || code.starts_with('1')
         })?
         .ok_or_else(|| std::io::Error::other("the registry closed the connection"))?;
+        if let Some(d) = stall_body {
+            let body = resp.raw.len() - resp.head.len();
+            client.write_all(&resp.raw[..resp.head.len() + body / 2])?;
+            client.flush()?;
+            std::thread::sleep(d);
+            let _ = client.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+        if let Some(Fault::Oversize(n)) = fault {
+            return oversized(&mut client, &resp, n, state);
+        }
         client.write_all(&resp.raw)?;
         if header(&resp.head, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close")) {
             up = None;
         }
     }
+    Ok(())
+}
+
+/// Sends `resp` chunked with `padding` spaces after its body, counting what
+/// the client took; then closes the connection.
+fn oversized(
+    client: &mut TcpStream,
+    resp: &Message,
+    padding: u64,
+    state: &Mutex<State>,
+) -> std::io::Result<()> {
+    let head: String = resp
+        .head
+        .trim_end()
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("content-length:"))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    write!(
+        client,
+        "{head}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )?;
+    let body = &resp.raw[resp.head.len()..];
+    write!(client, "{:x}\r\n", body.len())?;
+    client.write_all(body)?;
+    client.write_all(b"\r\n")?;
+    let piece = vec![b' '; 64 << 10];
+    let mut left = padding;
+    while left > 0 {
+        let n = left.min(piece.len() as u64) as usize;
+        write!(client, "{n:x}\r\n")?;
+        client.write_all(&piece[..n])?;
+        client.write_all(b"\r\n")?;
+        state.lock().unwrap().padding_sent += n as u64;
+        left -= n as u64;
+    }
+    client.write_all(b"0\r\n\r\n")?;
+    let _ = client.shutdown(Shutdown::Both);
     Ok(())
 }

@@ -9,6 +9,7 @@
 
 pub mod fake;
 pub mod faults;
+pub mod hostile;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -118,12 +119,17 @@ pub struct Registry {
 impl Registry {
     /// Starts a registry; None when the tool is missing outside CI.
     pub fn start(auth: bool) -> Option<Registry> {
+        Registry::start_with(auth, free_port(), "")
+    }
+
+    /// A registry on `port` whose `http` section also has `http_extra`
+    /// (lines indented by two spaces, e.g. `  host: http://...\n`).
+    pub fn start_with(auth: bool, port: u16, http_extra: &str) -> Option<Registry> {
         let Some(bin) = which("docker-registry") else {
             missing("`docker-registry` is not installed");
             return None;
         };
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let mut auth_block = String::new();
         if auth {
             let Some(line) = htpasswd_line(USER, PASSWORD) else {
@@ -137,7 +143,7 @@ impl Registry {
             );
         }
         let config = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n{auth_block}http:\n  addr: 127.0.0.1:{port}\n",
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n{auth_block}http:\n  addr: 127.0.0.1:{port}\n{http_extra}",
             dir.path().join("data").display()
         );
         std::fs::write(dir.path().join("config.yml"), config).unwrap();
