@@ -18,7 +18,7 @@ import (
 
 // buildkitBins finds buildkitd and buildctl of integrations/buildkit/build.sh:
 // $OXPORT_BUILDKIT_DIR, else target/buildkit of the repository.
-func buildkitBins(t *testing.T) (buildkitd, buildctl string) {
+func buildkitBins(t testing.TB) (buildkitd, buildctl string) {
 	dir := os.Getenv("OXPORT_BUILDKIT_DIR")
 	if dir == "" {
 		dir = filepath.Join(testutil.RepoRoot(), "target", "buildkit")
@@ -44,7 +44,7 @@ type daemon struct {
 // startDaemon runs buildkitd as root with the OCI worker, forwarding to
 // oxportAddr. $OXPORT_E2E_SNAPSHOTTER (native where overlayfs is refused)
 // picks the snapshotter.
-func startDaemon(t *testing.T, oxportAddr string, extra ...string) *daemon {
+func startDaemon(t testing.TB, oxportAddr string, extra ...string) *daemon {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		testutil.Missing(t, "buildkitd needs root")
@@ -102,7 +102,7 @@ func (d *daemon) tail() string {
 	return string(data)
 }
 
-func (d *daemon) stop(t *testing.T) {
+func (d *daemon) stop(t testing.TB) {
 	if d.cmd.Process != nil {
 		_ = d.cmd.Process.Signal(syscall.SIGTERM)
 		done := make(chan struct{})

@@ -69,7 +69,9 @@ fi
     ldflags+=" -X github.com/moby/buildkit/version.Package=github.com/moby/buildkit"
     ldflags+=" -X github.com/moby/buildkit/version.Revision=oxport"
     export CGO_ENABLED=0 GOFLAGS=-mod=mod
-    go build -trimpath -ldflags "$ldflags" -o "$out/buildkitd.new" ./cmd/buildkitd
+    # The build tags of BuildKit's own release image (its Dockerfile).
+    go build -trimpath -ldflags "$ldflags" -tags "osusergo netgo static_build seccomp" \
+        -o "$out/buildkitd.new" ./cmd/buildkitd
     go build -trimpath -ldflags "$ldflags" -o "$out/buildctl.new" ./cmd/buildctl
 )
 mv "$out/buildkitd.new" "$out/buildkitd"
