@@ -2,6 +2,7 @@ package buildkitexporter
 
 import (
 	"context"
+	stderrors "errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/oxport/oxport/go/client"
 	pb "github.com/oxport/oxport/go/exporterv1"
 	"github.com/pkg/errors"
+	"google.golang.org/grpc/codes"
 )
 
 // uploadParallel is how many blobs are uploaded at once.
@@ -42,7 +44,7 @@ func New(opt Opt) exporter.Exporter {
 // BuildKit's image exporters do.
 func (e *oxportExporter) Resolve(ctx context.Context, id int, attrs map[string]string) (exporter.ExporterInstance, error) {
 	if _, err := e.opt.Client.ResolveOptions(ctx, e.opt.Variant, attrs, 0); err != nil {
-		return nil, err
+		return nil, asBuildKitError(err)
 	}
 	i := &instance{oxportExporter: e, id: id, attrs: attrs, tar: true}
 	if _, err := i.opts.Load(ctx, attrs); err != nil {
@@ -96,7 +98,7 @@ func (i *instance) Export(ctx context.Context, src *exporter.Source, info export
 	done := progress.OneOff(ctx, "exporting layers")
 	_, err = i.opt.Client.EnsureBlobs(ctx, blobs, uploadParallel, nil)
 	if err := done(err); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, asBuildKitError(err)
 	}
 
 	req := client.ExportRequest{
@@ -107,7 +109,7 @@ func (i *instance) Export(ctx context.Context, src *exporter.Source, info export
 	}
 	resp, err := i.stream(ctx, req, info.SessionID)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, asBuildKitError(err)
 	}
 	return resp, nil, nil, nil
 }
@@ -134,4 +136,21 @@ func progressWriter(ctx context.Context) (func(*pb.Progress), func()) {
 		}
 		pw.Write(id, st)
 	}, func() { pw.Close() }
+}
+
+// asBuildKitError turns an error of oxport's into what BuildKit's own
+// exporter returns: oxport's message is BuildKit's text, and BuildKit's
+// exporters fail with plain errors, which a client shows without a gRPC code.
+// Transport failures (oxport unreachable, a cancelled or timed-out call)
+// keep their code.
+func asBuildKitError(err error) error {
+	var e *client.Error
+	if !stderrors.As(err, &e) {
+		return err
+	}
+	switch e.Code {
+	case codes.Unavailable, codes.Canceled, codes.DeadlineExceeded:
+		return err
+	}
+	return errors.New(e.Message)
 }

@@ -5,11 +5,13 @@ package e2e_test
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/oxport/oxport/go/internal/testutil"
@@ -187,6 +189,36 @@ func TestBuildKitForwardsToOxport(t *testing.T) {
 			t.Errorf("exports went from %.0f to %.0f, want one more", exports, n)
 		}
 	})
+	t.Run("error-texts", func(t *testing.T) {
+		// Failing solves take seconds each to wind down: run them at once.
+		dir := t.TempDir()
+		attrs := []string{"oci-artifact=maybe", "compression=lz4", "rewrite-timestamp=yes"}
+		types := []string{"oci", "oxport-oci"}
+		texts := make([][2]string, len(attrs))
+		var wg sync.WaitGroup
+		for i, a := range attrs {
+			for j, typ := range types {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					dest := filepath.Join(dir, fmt.Sprintf("%d-%s.tar", i, typ))
+					log, err := d.build(ctxDir, "linux/amd64", "type="+typ+",dest="+dest+","+a)
+					if err == nil {
+						log = "no error"
+					}
+					texts[i][j] = errorLine(log)
+				}()
+			}
+		}
+		wg.Wait()
+		for i, a := range attrs {
+			if texts[i][0] == "" || texts[i][0] != texts[i][1] {
+				t.Errorf("%s: BuildKit says %q, oxport %q", a, texts[i][0], texts[i][1])
+			} else {
+				t.Logf("%s: both say %q", a, texts[i][0])
+			}
+		}
+	})
 	t.Run("oxport-missing", func(t *testing.T) {
 		srv.Stop()
 		dest := filepath.Join(t.TempDir(), "none.tar")
@@ -261,4 +293,14 @@ func TestOxportDefaultServesBuiltinTypes(t *testing.T) {
 		t.Errorf("oxport ran %.0f exports, want 2 (oci and oxport-oci)", n)
 	}
 	compare(t, filepath.Join(dir, "oci.tar"), filepath.Join(dir, "oxport-oci.tar"), false)
+}
+
+// errorLine gives buildctl's "error: ..." line.
+func errorLine(log string) string {
+	for _, line := range strings.Split(log, "\n") {
+		if strings.HasPrefix(line, "error: ") {
+			return line
+		}
+	}
+	return ""
 }
