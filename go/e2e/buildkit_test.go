@@ -149,32 +149,8 @@ func TestBuildKitForwardsToOxport(t *testing.T) {
 		solve(t, d, ctxDir, bothPlatforms,
 			pair{name: "rewrite-timestamp", typ: "oci", opts: "rewrite-timestamp=true", modulo: true})
 	})
-	t.Run("stdout", func(t *testing.T) {
-		builtin := filepath.Join(t.TempDir(), "buildkit.tar")
-		stdout, log, err := d.buildOpts(ctxDir, bothPlatforms, true,
-			"type=oci,dest="+builtin+",source-date-epoch="+epoch,
-			"type=oxport-oci,dest=-,source-date-epoch="+epoch)
-		if err != nil {
-			t.Fatalf("buildctl build: %v\n%s", err, log)
-		}
-		forwarded := filepath.Join(t.TempDir(), "oxport.tar")
-		if err := os.WriteFile(forwarded, stdout, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		compare(t, builtin, forwarded, false)
-	})
-	t.Run("layout-directory", func(t *testing.T) {
-		// One OCI layout store per solve: two solves, without provenance,
-		// whose time stamps would differ.
-		root := t.TempDir()
-		for _, typ := range []string{"oci", "oxport-oci"} {
-			out := "type=" + typ + ",tar=false,dest=" + filepath.Join(root, typ) + ",source-date-epoch=" + epoch
-			if _, log, err := d.buildOpts(ctxDir, bothPlatforms, false, out); err != nil {
-				t.Fatalf("buildctl build: %v\n%s", err, log)
-			}
-		}
-		compareDirs(t, filepath.Join(root, "oci"), filepath.Join(root, "oxport-oci"))
-	})
+	t.Run("stdout", func(t *testing.T) { testStdout(t, d, ctxDir) })
+	t.Run("layout-directory", func(t *testing.T) { testLayoutDirectory(t, d, ctxDir) })
 	t.Run("second-build-uploads-nothing", func(t *testing.T) {
 		before := metric(t, metrics, "oxport_blob_bytes_received_total")
 		exports := metric(t, metrics, "oxport_exports_total")
@@ -189,36 +165,7 @@ func TestBuildKitForwardsToOxport(t *testing.T) {
 			t.Errorf("exports went from %.0f to %.0f, want one more", exports, n)
 		}
 	})
-	t.Run("error-texts", func(t *testing.T) {
-		// Failing solves take seconds each to wind down: run them at once.
-		dir := t.TempDir()
-		attrs := []string{"oci-artifact=maybe", "compression=lz4", "rewrite-timestamp=yes"}
-		types := []string{"oci", "oxport-oci"}
-		texts := make([][2]string, len(attrs))
-		var wg sync.WaitGroup
-		for i, a := range attrs {
-			for j, typ := range types {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					dest := filepath.Join(dir, fmt.Sprintf("%d-%s.tar", i, typ))
-					log, err := d.build(ctxDir, "linux/amd64", "type="+typ+",dest="+dest+","+a)
-					if err == nil {
-						log = "no error"
-					}
-					texts[i][j] = errorLine(log)
-				}()
-			}
-		}
-		wg.Wait()
-		for i, a := range attrs {
-			if texts[i][0] == "" || texts[i][0] != texts[i][1] {
-				t.Errorf("%s: BuildKit says %q, oxport %q", a, texts[i][0], texts[i][1])
-			} else {
-				t.Logf("%s: both say %q", a, texts[i][0])
-			}
-		}
-	})
+	t.Run("error-texts", func(t *testing.T) { testErrorTexts(t, d, ctxDir) })
 	t.Run("oxport-missing", func(t *testing.T) {
 		srv.Stop()
 		dest := filepath.Join(t.TempDir(), "none.tar")
@@ -303,4 +250,66 @@ func errorLine(log string) string {
 		}
 	}
 	return ""
+}
+
+// The archive written to buildctl's standard output (dest=-).
+func testStdout(t *testing.T, d *daemon, ctxDir string) {
+	builtin := filepath.Join(t.TempDir(), "buildkit.tar")
+	stdout, log, err := d.buildOpts(ctxDir, bothPlatforms, true,
+		"type=oci,dest="+builtin+",source-date-epoch="+epoch,
+		"type=oxport-oci,dest=-,source-date-epoch="+epoch)
+	if err != nil {
+		t.Fatalf("buildctl build: %v\n%s", err, log)
+	}
+	forwarded := filepath.Join(t.TempDir(), "oxport.tar")
+	if err := os.WriteFile(forwarded, stdout, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	compare(t, builtin, forwarded, false)
+}
+
+// tar=false: the OCI layout directories are the same.
+func testLayoutDirectory(t *testing.T, d *daemon, ctxDir string) {
+	// One OCI layout store per solve: two solves, without provenance,
+	// whose time stamps would differ.
+	root := t.TempDir()
+	for _, typ := range []string{"oci", "oxport-oci"} {
+		out := "type=" + typ + ",tar=false,dest=" + filepath.Join(root, typ) + ",source-date-epoch=" + epoch
+		if _, log, err := d.buildOpts(ctxDir, bothPlatforms, false, out); err != nil {
+			t.Fatalf("buildctl build: %v\n%s", err, log)
+		}
+	}
+	compareDirs(t, filepath.Join(root, "oci"), filepath.Join(root, "oxport-oci"))
+}
+
+// Bad attributes give the same error line through oxport as through BuildKit.
+func testErrorTexts(t *testing.T, d *daemon, ctxDir string) {
+	// Failing solves take seconds each to wind down: run them at once.
+	dir := t.TempDir()
+	attrs := []string{"oci-artifact=maybe", "compression=lz4", "rewrite-timestamp=yes"}
+	types := []string{"oci", "oxport-oci"}
+	texts := make([][2]string, len(attrs))
+	var wg sync.WaitGroup
+	for i, a := range attrs {
+		for j, typ := range types {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				dest := filepath.Join(dir, fmt.Sprintf("%d-%s.tar", i, typ))
+				log, err := d.build(ctxDir, "linux/amd64", "type="+typ+",dest="+dest+","+a)
+				if err == nil {
+					log = "no error"
+				}
+				texts[i][j] = errorLine(log)
+			}()
+		}
+	}
+	wg.Wait()
+	for i, a := range attrs {
+		if texts[i][0] == "" || texts[i][0] != texts[i][1] {
+			t.Errorf("%s: BuildKit says %q, oxport %q", a, texts[i][0], texts[i][1])
+		} else {
+			t.Logf("%s: both say %q", a, texts[i][0])
+		}
+	}
 }
