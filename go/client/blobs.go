@@ -109,10 +109,12 @@ func (c *Client) EnsureBlobs(ctx context.Context, blobs []Blob, parallel int, pr
 }
 
 // BlobStatus reports how many bytes of an upload the server holds and
-// whether the blob is committed. ref defaults to the digest.
-func (c *Client) BlobStatus(ctx context.Context, ref, digest string) (offset int64, committed bool, err error) {
+// whether the blob is committed. ref defaults to the digest; size is the
+// size the upload will declare (0: not said): an upload held with another
+// size counts as nothing held.
+func (c *Client) BlobStatus(ctx context.Context, ref, digest string, size int64) (offset int64, committed bool, err error) {
 	var hdr, tr metadata.MD
-	resp, err := c.rpc.BlobStatus(ctx, &pb.BlobStatusRequest{Ref: ref, Digest: digest}, grpc.Header(&hdr), grpc.Trailer(&tr))
+	resp, err := c.rpc.BlobStatus(ctx, &pb.BlobStatusRequest{Ref: ref, Digest: digest, Size: size}, grpc.Header(&hdr), grpc.Trailer(&tr))
 	if err != nil {
 		return 0, false, c.wrap(err, hdr, tr)
 	}
@@ -129,7 +131,7 @@ func (c *Client) uploadBlob(ctx context.Context, b Blob, progress func(string, i
 	defer r.Close()
 	var lastErr error
 	for range uploadAttempts {
-		offset, committed, err := c.BlobStatus(ctx, b.Digest, b.Digest)
+		offset, committed, err := c.BlobStatus(ctx, b.Digest, b.Digest, b.Size)
 		if err != nil {
 			return sent, resumed, err
 		}

@@ -168,7 +168,7 @@ func TestEnsureBlobsResumesAnInterruptedUpload(t *testing.T) {
 	if stats.Resumed != 1 || stats.Bytes != b.Size-int64(len(half)) {
 		t.Errorf("resumed upload: %+v, want 1 resumed and %d bytes", stats, b.Size-int64(len(half)))
 	}
-	if _, committed, err := c.BlobStatus(ctx, b.Digest, b.Digest); err != nil || !committed {
+	if _, committed, err := c.BlobStatus(ctx, b.Digest, b.Digest, b.Size); err != nil || !committed {
 		t.Errorf("after the resume: committed %v err %v", committed, err)
 	}
 }

@@ -1139,8 +1139,12 @@ func (x *WriteBlobResponse) GetOffset() int64 {
 type BlobStatusRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The upload ref; defaults to the digest.
-	Ref           string `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
-	Digest        string `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
+	Ref    string `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	Digest string `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
+	// The size the client will declare (0: not said). When the held upload was
+	// begun with another size, nothing counts as held: the answer is offset 0,
+	// and a write from offset 0 replaces what is held.
+	Size          int64 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1187,6 +1191,13 @@ func (x *BlobStatusRequest) GetDigest() string {
 		return x.Digest
 	}
 	return ""
+}
+
+func (x *BlobStatusRequest) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
 }
 
 type BlobStatusResponse struct {
@@ -1706,10 +1717,11 @@ const file_oxport_exporter_v1_exporter_proto_rawDesc = "" +
 	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x18\n" +
 	"\aexisted\x18\x04 \x01(\bR\aexisted\x12\x1c\n" +
 	"\tcommitted\x18\x05 \x01(\bR\tcommitted\x12\x16\n" +
-	"\x06offset\x18\x06 \x01(\x03R\x06offset\"=\n" +
+	"\x06offset\x18\x06 \x01(\x03R\x06offset\"Q\n" +
 	"\x11BlobStatusRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x16\n" +
-	"\x06digest\x18\x02 \x01(\tR\x06digest\"i\n" +
+	"\x06digest\x18\x02 \x01(\tR\x06digest\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\"i\n" +
 	"\x12BlobStatusResponse\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x16\n" +
