@@ -10,7 +10,11 @@
 #   openssl          makes the CA and certificates of the TLS tests
 #   python3-jsonschema, when no python3 can import jsonschema (OCI schema validation)
 #   systemd          systemd-analyze, which verifies deploy/systemd (tests/deploy.rs)
-# and, from PyPI into the virtualenv target/pyenv (OXPORT_PYENV overrides the place):
+#   protobuf-compiler  protoc, which regenerates the Go stubs (go/exporterv1)
+#   runc             the OCI runtime of the buildkitd of the end-to-end tests (go/e2e)
+# and, through the Go module proxy: the Go module's dependencies and BuildKit, which
+# integrations/buildkit/build.sh patches and builds into target/buildkit (skipped while
+# up to date), and, from PyPI into the virtualenv target/pyenv (OXPORT_PYENV overrides the place):
 #   grpcio, grpcio-tools   the Python client generated from proto/ (tests/python_client.rs)
 #   kubernetes-validate    validates deploy/kubernetes offline (tests/deploy.rs)
 # and, through the Go toolchain and its module proxy, the SPDX Go library that
@@ -52,6 +56,8 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 have_jsonschema || missing+=(python3-jsonschema)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || missing+=(runc)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     if command -v apt-get >/dev/null 2>&1; then
@@ -100,6 +106,20 @@ if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
     # cargo stopped before running the tests (a build error, for example).
     failed=1
     echo "run.sh: cargo test exited with status $status before all tests ran"
+fi
+
+# The Go module (go/): lint, then its tests, which use the oxport binary cargo just built
+# and the patched buildkitd. Every Go test and subtest counts.
+go_status=0
+bash tests/go.sh "$log.go" || go_status=$?
+gp=0 gf=1 gs=0
+[ -s "$log.go.counts" ] && read -r gp gf gs < "$log.go.counts"
+rm -f "$log.go" "$log.go.counts"
+passed=$((passed + gp))
+failed=$((failed + gf))
+ignored=$((ignored + gs))
+if [ "$go_status" -ne 0 ] && [ "$status" -eq 0 ]; then
+    status=$go_status
 fi
 echo
 echo "tests: $passed passed, $failed failed, $ignored skipped"

@@ -1,0 +1,96 @@
+package e2e_test
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/oxport/oxport/go/internal/testutil"
+)
+
+// benchLayerSize is the size of each of the 8 layers (4 per platform).
+const benchLayerSize = 128 << 20
+
+// writeBenchContext makes a build context of 4 layers per platform, each
+// platform with its own files: 1 GiB of layers in all, hardly compressible.
+func writeBenchContext(b *testing.B) string {
+	dir := b.TempDir()
+	df := "FROM scratch\nARG TARGETARCH\n"
+	seed := uint64(88172645463325252)
+	for _, arch := range []string{"amd64", "arm64"} {
+		for i := 1; i <= 4; i++ {
+			f, err := os.Create(filepath.Join(dir, fmt.Sprintf("l%d-%s.bin", i, arch)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			w := bufio.NewWriterSize(f, 1<<20)
+			var buf [8]byte
+			for n := 0; n < benchLayerSize; n += 8 {
+				seed ^= seed << 13
+				seed ^= seed >> 7
+				seed ^= seed << 17
+				for k := range buf {
+					buf[k] = byte(seed >> (8 * k))
+				}
+				w.Write(buf[:])
+			}
+			if err := w.Flush(); err != nil {
+				b.Fatal(err)
+			}
+			f.Close()
+		}
+	}
+	for i := 1; i <= 4; i++ {
+		df += fmt.Sprintf("COPY l%d-${TARGETARCH}.bin /l%d.bin\n", i, i)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return dir
+}
+
+// BenchmarkBuildKitExport times the export of a 1 GiB image (4 layers, 2
+// platforms) by BuildKit's oci exporter and by oxport-oci, from the same
+// daemon, alternately, each to a tar file the client writes. The layers are
+// built and compressed by a first export; oxport's first export uploads them.
+// Run: go test -run '^$' -bench BuildKitExport -benchtime 1x ./e2e/ (with
+// OXPORT_BIN naming a release build).
+func BenchmarkBuildKitExport(b *testing.B) {
+	srv := testutil.StartServer(b, "")
+	d := startDaemon(b, srv.Addr)
+	ctxDir := writeBenchContext(b)
+	out := filepath.Join(b.TempDir(), "out.tar")
+	run := func(typ string) time.Duration {
+		_ = os.Remove(out)
+		_ = exec.Command("sync").Run()
+		time.Sleep(3 * time.Second)
+		start := time.Now()
+		_, log, err := d.buildOpts(ctxDir, bothPlatforms, false, "type="+typ+",dest="+out+",source-date-epoch="+epoch)
+		if err != nil {
+			b.Fatalf("buildctl build: %v\n%s", err, log)
+		}
+		return time.Since(start)
+	}
+	first := run("oci")
+	upload := run("oxport-oci")
+	var builtin, forwarded []time.Duration
+	for range 3 {
+		builtin = append(builtin, run("oci"))
+		forwarded = append(forwarded, run("oxport-oci"))
+	}
+	med := func(ds []time.Duration) time.Duration {
+		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+		return ds[len(ds)/2]
+	}
+	mb, mf := med(builtin), med(forwarded)
+	b.ReportMetric(mb.Seconds(), "builtin-s")
+	b.ReportMetric(mf.Seconds(), "oxport-s")
+	b.ReportMetric(mf.Seconds()/mb.Seconds(), "ratio")
+	fmt.Printf("first export (layers compressed): %.2f s; oxport's first export (1 GiB uploaded): %.2f s\n", first.Seconds(), upload.Seconds())
+	fmt.Printf("built-in oci: %v; oxport-oci: %v; medians %.2f s and %.2f s; ratio %.2f\n", builtin, forwarded, mb.Seconds(), mf.Seconds(), mf.Seconds()/mb.Seconds())
+}
