@@ -125,24 +125,31 @@ impl Reference {
         self.qualified(self.familiar_name())
     }
 
-    /// `pkg:docker/<familiar name>@<tag or digest>?platform=<escaped>`.
+    /// The package URL BuildKit writes as a statement subject:
+    /// `pkg:docker/<namespace>/<name>@<tag>?digest=<digest>&platform=<platform>`.
+    /// As packageurl-go writes it: namespace segments and the name are
+    /// query-escaped (a registry port's `:` becomes `%3A`), the version and the
+    /// qualifier values path-escaped; a pinned digest is a qualifier, not the
+    /// version.
     pub fn purl(&self, platform: Option<&Platform>) -> String {
         let name = self.familiar_name();
-        let version = if self.digest.is_empty() {
-            &self.tag
-        } else {
-            &self.digest
-        };
         let mut s = String::from("pkg:docker/");
-        let segments: Vec<String> = name.split('/').map(path_escape).collect();
+        let segments: Vec<String> = name.split('/').map(platform::query_escape).collect();
         s.push_str(&segments.join("/"));
-        if !version.is_empty() {
+        if !self.tag.is_empty() {
             s.push('@');
-            s.push_str(&path_escape(version));
+            s.push_str(&path_escape(&self.tag));
+        }
+        let mut qualifiers = Vec::new();
+        if !self.digest.is_empty() {
+            qualifiers.push(format!("digest={}", path_escape(&self.digest)));
         }
         if let Some(p) = platform {
-            s.push_str("?platform=");
-            s.push_str(&platform::query_escape(&platform::format(p)));
+            qualifiers.push(format!("platform={}", path_escape(&platform::format(p))));
+        }
+        if !qualifiers.is_empty() {
+            s.push('?');
+            s.push_str(&qualifiers.join("&"));
         }
         s
     }
@@ -304,6 +311,21 @@ mod tests {
                 .unwrap()
                 .purl(None),
             "pkg:docker/golden@latest"
+        );
+        // A registry port is query-escaped, as packageurl-go escapes names.
+        assert_eq!(
+            Reference::parse("127.0.0.1:5000/e2e/mp:1")
+                .unwrap()
+                .purl(Some(&p)),
+            "pkg:docker/127.0.0.1%3A5000/e2e/mp@1?platform=linux%2Farm64"
+        );
+        // A pinned digest is a qualifier.
+        let d = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(
+            Reference::parse(&format!("example.com/a@{d}"))
+                .unwrap()
+                .purl(Some(&p)),
+            format!("pkg:docker/example.com/a?digest={d}&platform=linux%2Farm64")
         );
     }
 }
