@@ -12,6 +12,7 @@
 #   systemd          systemd-analyze, which verifies deploy/systemd (tests/deploy.rs)
 #   protobuf-compiler  protoc, which regenerates the Go stubs (go/exporterv1)
 #   runc             the OCI runtime of the buildkitd of the end-to-end tests (go/e2e)
+#   busybox-static   the SBOM scanner image that the end-to-end tests build (go/e2e)
 # and, through the Go module proxy: the Go module's dependencies and BuildKit, which
 # integrations/buildkit/build.sh patches and builds into target/buildkit (skipped while
 # up to date), and, from PyPI into the virtualenv target/pyenv (OXPORT_PYENV overrides the place):
@@ -58,6 +59,8 @@ have_jsonschema || missing+=(python3-jsonschema)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || missing+=(runc)
+# The static busybox: the dynamic one of Debian's busybox cannot run in a FROM scratch image.
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing+=(busybox-static)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     if command -v apt-get >/dev/null 2>&1; then

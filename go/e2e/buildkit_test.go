@@ -57,13 +57,19 @@ func (p pair) outputs(dir string) (builtin, forwarded, builtinOut, forwardedOut 
 // it returns the directory of the archives.
 func solve(t *testing.T, d *daemon, ctxDir, platforms string, pairs ...pair) string {
 	t.Helper()
+	return solveWith(t, d, ctxDir, platforms, []string{"attest:provenance=mode=max"}, pairs...)
+}
+
+// solveWith is solve with the given frontend options (--opt).
+func solveWith(t *testing.T, d *daemon, ctxDir, platforms string, opts []string, pairs ...pair) string {
+	t.Helper()
 	dir := t.TempDir()
 	var outputs []string
 	for _, p := range pairs {
 		_, _, a, b := p.outputs(dir)
 		outputs = append(outputs, a, b)
 	}
-	if log, err := d.build(ctxDir, platforms, outputs...); err != nil {
+	if _, log, err := d.buildWith(ctxDir, platforms, opts, outputs...); err != nil {
 		t.Fatalf("buildctl build: %v\n%s\nbuildkitd:\n%s", err, log, d.tail())
 	}
 	for _, p := range pairs {

@@ -131,11 +131,21 @@ func (d *daemon) build(ctxDir, platforms string, outputs ...string) (string, err
 // buildOpts runs one solve; it returns buildctl's standard output and its
 // standard error.
 func (d *daemon) buildOpts(ctxDir, platforms string, provenance bool, outputs ...string) ([]byte, string, error) {
+	var opts []string
+	if provenance {
+		opts = append(opts, "attest:provenance=mode=max")
+	}
+	return d.buildWith(ctxDir, platforms, opts, outputs...)
+}
+
+// buildWith runs one solve with the given frontend options (--opt); it
+// returns buildctl's standard output and its standard error.
+func (d *daemon) buildWith(ctxDir, platforms string, opts []string, outputs ...string) ([]byte, string, error) {
 	args := []string{"--addr", d.addr, "build", "--progress=plain",
 		"--frontend", "dockerfile.v0", "--local", "context=" + ctxDir, "--local", "dockerfile=" + ctxDir,
 		"--opt", "platform=" + platforms}
-	if provenance {
-		args = append(args, "--opt", "attest:provenance=mode=max")
+	for _, o := range opts {
+		args = append(args, "--opt", o)
 	}
 	for _, o := range outputs {
 		args = append(args, "--output", o)

@@ -45,6 +45,17 @@ func startRegistry(t *testing.T) string {
 	}
 }
 
+// registryConfig writes a buildkitd.toml that reaches the plain-HTTP
+// registry at addr.
+func registryConfig(t *testing.T, addr string) string {
+	cfg := filepath.Join(t.TempDir(), "buildkitd.toml")
+	conf := fmt.Sprintf("[registry.%q]\n  http = true\n  insecure = true\n", addr)
+	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 const acceptManifests = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, " +
 	"application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json"
 
@@ -107,13 +118,8 @@ func sameTree(t *testing.T, registry, a, b, ref string) int {
 // index, manifests and blobs, byte for byte, in the same solve.
 func TestImagePushMatches(t *testing.T) {
 	registry := startRegistry(t)
-	cfg := filepath.Join(t.TempDir(), "buildkitd.toml")
-	conf := fmt.Sprintf("[registry.%q]\n  http = true\n  insecure = true\n", registry)
-	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	srv := testutil.StartServer(t, "")
-	d := startDaemon(t, srv.Addr, "--config", cfg)
+	d := startDaemon(t, srv.Addr, "--config", registryConfig(t, registry))
 	ctxDir := writeContext(t)
 	// Without attestations: their statements name the image by every name
 	// it is pushed to, which differ here.
