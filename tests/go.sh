@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Go part of the test command (tests/run.sh runs it after cargo test):
-#   1. gofmt over go/ (one check);
+#   1. tests/tools.sh target/tools and gofmt over go/ (one check each);
 #   2. integrations/buildkit/build.sh target/buildkit (one check; quick when up to date);
 #   3. go vet over go/ (one check);
 #   4. go test -v over go/ with the oxport binary of the cargo build.
@@ -42,6 +42,8 @@ if [ ! -x "$OXPORT_BIN" ]; then
     cargo build --quiet >> "$log" 2>&1 || true
 fi
 
+export OXPORT_TOOLS_DIR="${OXPORT_TOOLS_DIR:-$PWD/target/tools}"
+check tools bash tests/tools.sh "$OXPORT_TOOLS_DIR"
 check gofmt bash -c 'test -z "$(gofmt -l go)" || { gofmt -l go; exit 1; }'
 start=$(date +%s)
 check buildkit-build bash integrations/buildkit/build.sh "$OXPORT_BUILDKIT_DIR"

@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"archive/tar"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,4 +137,118 @@ func TestImagePushMatches(t *testing.T) {
 		t.Errorf("the pushed tree has %d manifests, want an index and 2 images", n)
 	}
 	t.Logf("%d manifests identical", n)
+}
+
+// ociBlobs reads an OCI archive: its index.json and every blob by digest.
+func ociBlobs(t *testing.T, path string) (index []byte, blobs map[string][]byte) {
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	blobs = map[string][]byte{}
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return index, blobs
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch name := h.Name; {
+		case name == "index.json":
+			index = data
+		case strings.HasPrefix(name, "blobs/sha256/"):
+			blobs["sha256:"+strings.TrimPrefix(name, "blobs/sha256/")] = data
+		}
+	}
+}
+
+// pushedAsArchive requires the tree under digest in repository repo to be,
+// manifest by manifest and blob by blob, the bytes of the archive's blobs;
+// it returns the digests of the image manifests.
+func pushedAsArchive(t *testing.T, registry, repo, digest string, blobs map[string][]byte) (images []string) {
+	status, got := fetch(t, "GET", "http://"+registry+"/v2/"+repo+"/manifests/"+digest)
+	if status != 200 || !bytes.Equal(got, blobs[digest]) {
+		t.Fatalf("manifest %s in %s (HTTP %d) is not the archive's:\n%s\n%s", digest, repo, status, got, blobs[digest])
+	}
+	var n node
+	if err := json.Unmarshal(got, &n); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range n.Manifests {
+		images = append(images, m.Digest)
+		pushedAsArchive(t, registry, repo, m.Digest, blobs)
+	}
+	for _, blob := range append([]struct{ Digest string }{n.Config}, n.Layers...) {
+		if blob.Digest == "" {
+			continue
+		}
+		status, got := fetch(t, "GET", "http://"+registry+"/v2/"+repo+"/blobs/"+blob.Digest)
+		if status != 200 || !bytes.Equal(got, blobs[blob.Digest]) {
+			t.Errorf("blob %s in %s (HTTP %d, %d bytes) is not the archive's (%d bytes)",
+				blob.Digest, repo, status, len(got), len(blobs[blob.Digest]))
+		}
+	}
+	return images
+}
+
+// With provenance, the statements name the image by the name it is pushed
+// to, so the push through oxport is compared with BuildKit's own oci
+// archive of the same solve under the same name: every manifest and blob
+// must be the archive's, the tag must name the archive's index, and with
+// oci-artifact=true the registry (which has no referrers API) gets the
+// fallback tag of each image that has an attestation.
+func TestImagePushWithProvenanceMatches(t *testing.T) {
+	registry := startRegistry(t)
+	srv := testutil.StartServer(t, "")
+	d := startDaemon(t, srv.Addr, "--config", registryConfig(t, registry))
+	ctxDir := writeContext(t)
+	for _, artifact := range []string{"false", "true"} {
+		t.Run("oci-artifact="+artifact, func(t *testing.T) {
+			repo := "provenance/artifact-" + artifact
+			name := registry + "/" + repo + ":1"
+			archive := filepath.Join(t.TempDir(), "buildkit.tar")
+			opts := ",oci-mediatypes=true,oci-artifact=" + artifact + ",source-date-epoch=" + epoch
+			_, log, err := d.buildOpts(ctxDir, bothPlatforms, true,
+				"type=oci,name="+name+",dest="+archive+opts,
+				"type=oxport-image,name="+name+",push=true,registry.insecure=true"+opts)
+			if err != nil {
+				t.Fatalf("buildctl build: %v\n%s\nbuildkitd:\n%s", err, log, d.tail())
+			}
+			index, blobs := ociBlobs(t, archive)
+			var top struct {
+				Manifests []struct{ Digest string } `json:"manifests"`
+			}
+			if err := json.Unmarshal(index, &top); err != nil || len(top.Manifests) != 1 {
+				t.Fatalf("BuildKit's index.json: %v\n%s", err, index)
+			}
+			root := top.Manifests[0].Digest
+			status, tagged := fetch(t, "GET", "http://"+registry+"/v2/"+repo+"/manifests/1")
+			if status != 200 || !bytes.Equal(tagged, blobs[root]) {
+				t.Fatalf("%s (HTTP %d) is not BuildKit's index %s", name, status, root)
+			}
+			images := pushedAsArchive(t, registry, repo, root, blobs)
+			if len(images) != 4 {
+				t.Fatalf("the index lists %d manifests, want 2 images and 2 attestation manifests", len(images))
+			}
+			fallbacks := 0
+			for _, img := range images {
+				status, _ := fetch(t, "GET", "http://"+registry+"/v2/"+repo+"/manifests/sha256-"+strings.TrimPrefix(img, "sha256:"))
+				if status == 200 {
+					fallbacks++
+				}
+			}
+			want := map[string]int{"false": 0, "true": 2}[artifact]
+			if fallbacks != want {
+				t.Errorf("%d referrers fallback tags, want %d", fallbacks, want)
+			}
+			t.Logf("root %s: %d manifests and their blobs identical to BuildKit's archive; %d fallback tags", root, len(images)+1, fallbacks)
+		})
+	}
 }

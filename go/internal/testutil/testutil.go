@@ -133,3 +133,24 @@ func Context(t testing.TB, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// Tool finds a pinned tool of tests/tools.sh: in $OXPORT_TOOLS_DIR, else in
+// target/tools of this repository, else on PATH.
+func Tool(t testing.TB, name string) string {
+	t.Helper()
+	dirs := []string{os.Getenv("OXPORT_TOOLS_DIR"), filepath.Join(RepoRoot(), "target", "tools")}
+	for _, dir := range dirs {
+		if dir == "" {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	Missing(t, "%s is not installed (bash tests/tools.sh installs it)", name)
+	return ""
+}
