@@ -40,6 +40,7 @@ pub fn build_result(data: &[u8], scratch: &Path) {
         blobs: &NoBlobs,
         scratch,
         limits: Default::default(),
+        registry: Default::default(),
     };
     if let Ok(case) = crate::casefile::parse(data, scratch) {
         let proto = crate::wire::request_to_proto(&case.request);

@@ -303,6 +303,13 @@ fn basic_auth_pushes_and_a_wrong_password_moves_no_tag() {
         "a secret leaked: {text}"
     );
 
+    // A server uses its own Docker config only with --docker-credentials:
+    // without it, the good config is not read and the push is anonymous.
+    let server = Server::start_with(&[], &good_env);
+    let err = export_via(&server.addr, &name, &[("annotation.org.example.v", "2")]).unwrap_err();
+    assert_eq!(err.code(), Some(tonic::Code::Unauthenticated), "{err}");
+    drop(server);
+
     // Through a server: the status code is UNAUTHENTICATED.
     let server = Server::start(&bad_env);
     let err = export_via(&server.addr, &name, &[("annotation.org.example.v", "2")]).unwrap_err();

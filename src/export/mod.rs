@@ -75,6 +75,9 @@ pub struct ExportEnv<'a> {
     pub scratch: &'a Path,
     /// What one request may bring; `Limits::default()` outside the server.
     pub limits: Limits,
+    /// How pushes reach registries (credentials, certificates); each push
+    /// sets `insecure` from its own attributes.
+    pub registry: crate::registry::ClientOptions,
 }
 
 /// Checks an exporter type, attributes and compatibility version; returns
@@ -379,6 +382,7 @@ pub fn export(
                     push_by_digest: opts.push_by_digest,
                     insecure: opts.insecure,
                     referrers_fallback: opts.referrers_fallback,
+                    registry: &env.registry,
                 },
                 env.blobs,
                 progress,

@@ -21,6 +21,7 @@ pub mod manifests;
 pub mod referrers;
 pub mod repair;
 pub mod retry;
+pub mod tls;
 pub mod transport;
 
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub use fetch::BlobStream;
 pub use manifests::{FetchedManifest, PushedManifest};
 pub use repair::PushContent;
 pub use retry::RetryPolicy;
+pub use tls::TlsOptions;
 
 use transport::{Body, Transport};
 
@@ -67,6 +69,8 @@ pub struct ClientOptions {
     pub credentials: CredentialSource,
     /// How long a response body may go without a byte (`OXPORT_REGISTRY_IDLE_TIMEOUT_MS`).
     pub idle_timeout: Duration,
+    /// CA files and client certificates per registry host.
+    pub tls: TlsOptions,
 }
 
 impl Default for ClientOptions {
@@ -78,6 +82,7 @@ impl Default for ClientOptions {
             chunk_size: DEFAULT_CHUNK_SIZE,
             credentials: CredentialSource::DockerConfig,
             idle_timeout: transport::idle_timeout_from_env(),
+            tls: TlsOptions::default(),
         }
     }
 }

@@ -87,6 +87,11 @@ pub struct ServeFlags {
     /// Require client certificates signed by this CA (PEM): mutual TLS.
     #[arg(long, requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Push and pull with the server's own Docker config ($DOCKER_CONFIG or
+    /// ~/.docker/config.json, credential helpers) when a request brings no
+    /// credentials of its own. Without it such requests are anonymous.
+    #[arg(long)]
+    pub docker_credentials: bool,
 }
 
 impl ServeFlags {
@@ -133,6 +138,14 @@ impl ServeFlags {
             shutdown_grace: self.shutdown_grace,
             socket_group: self.socket_group.clone(),
             tls,
+            registry: crate::registry::ClientOptions {
+                credentials: if self.docker_credentials {
+                    crate::registry::CredentialSource::DockerConfig
+                } else {
+                    crate::registry::CredentialSource::Anonymous
+                },
+                ..Default::default()
+            },
         })
     }
 }

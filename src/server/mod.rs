@@ -60,6 +60,10 @@ pub struct ServeOptions {
     pub socket_group: Option<String>,
     /// TLS (and mutual TLS) on a TCP listener.
     pub tls: Option<security::ServerTls>,
+    /// How exports reach registries. The default (the CLI's embedded server)
+    /// uses the user's Docker config; `oxport serve` does only with
+    /// `--docker-credentials`.
+    pub registry: crate::registry::ClientOptions,
 }
 
 impl Default for ServeOptions {
@@ -69,6 +73,7 @@ impl Default for ServeOptions {
             shutdown_grace: std::time::Duration::from_secs(10),
             socket_group: None,
             tls: None,
+            registry: crate::registry::ClientOptions::default(),
         }
     }
 }
@@ -104,7 +109,7 @@ pub async fn serve_with(
     let limits = opts.limits;
     let store = Arc::new(Store::open(state)?);
     let expiry = tokio::spawn(expire_uploads(Arc::clone(&store), limits.upload_expiry));
-    let exporter = ExporterServer::new(ExporterService::new(store, limits))
+    let exporter = ExporterServer::new(ExporterService::new(store, limits, opts.registry.clone()))
         .max_decoding_message_size(limits.max_message_size)
         .max_encoding_message_size(limits.max_message_size);
 

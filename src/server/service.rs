@@ -32,15 +32,23 @@ const REF_LOCK_WAIT: Duration = Duration::from_secs(60);
 pub struct ExporterService {
     store: Arc<Store>,
     limits: Limits,
+    /// How exports reach registries: the server's certificates, and its own
+    /// Docker config only when `--docker-credentials` says so.
+    registry: crate::registry::ClientOptions,
     /// Exports and conversions running at once, and a bounded line of more.
     queue: Arc<ExportQueue>,
 }
 
 impl ExporterService {
-    pub fn new(store: Arc<Store>, limits: Limits) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        limits: Limits,
+        registry: crate::registry::ClientOptions,
+    ) -> Self {
         ExporterService {
             store,
             limits,
+            registry,
             queue: Arc::new(ExportQueue::new(limits.export_slots(), limits.export_queue)),
         }
     }
@@ -336,11 +344,12 @@ impl Exporter for ExporterService {
         let events = Events::new(tx, request_id).with_deadline(deadline.into_std());
         let store = Arc::clone(&self.store);
         let limits = self.limits;
+        let registry = self.registry.clone();
         let span = tracing::Span::current();
         let task = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
             let _permit = permit;
-            run_export(&store, &req, limits, events);
+            run_export(&store, &req, limits, registry, events);
         });
         tokio::spawn(
             async move {
@@ -462,10 +471,16 @@ fn write_chunk(mut ingest: Ingest, data: bytes::Bytes) -> crate::error::Result<I
 }
 
 /// One export on the blocking pool; its scratch directory goes when it ends.
-fn run_export(store: &Store, req: &model::ExportRequest, limits: Limits, events: Events) {
+fn run_export(
+    store: &Store,
+    req: &model::ExportRequest,
+    limits: Limits,
+    registry: crate::registry::ClientOptions,
+    events: Events,
+) {
     let started = Instant::now();
     let _in_flight = metrics::global().export_started();
-    let outcome = run_export_inner(store, req, limits, events);
+    let outcome = run_export_inner(store, req, limits, registry, events);
     metrics::global().export_finished(&req.exporter, outcome, started.elapsed());
 }
 
@@ -473,6 +488,7 @@ fn run_export_inner(
     store: &Store,
     req: &model::ExportRequest,
     limits: Limits,
+    registry: crate::registry::ClientOptions,
     events: Events,
 ) -> Outcome {
     let started = Instant::now();
@@ -490,6 +506,7 @@ fn run_export_inner(
         blobs: store,
         scratch: scratch.path(),
         limits,
+        registry,
     };
     let mut out = ChunkWriter::new(events.clone());
     let progress_events = events.clone();

@@ -41,6 +41,8 @@ pub struct PushSpec<'a> {
     /// Plain HTTP (`registry.insecure`).
     pub insecure: bool,
     pub referrers_fallback: ReferrersFallback,
+    /// Credentials and certificates; `insecure` comes from above.
+    pub registry: &'a ClientOptions,
 }
 
 /// Messages from the push task to the thread that serves it.
@@ -80,6 +82,7 @@ struct Plan {
     push_by_digest: bool,
     insecure: bool,
     fallback: ReferrersFallback,
+    registry: ClientOptions,
 }
 
 /// Reads a layer through the serving thread (the blob source is borrowed there).
@@ -227,6 +230,7 @@ fn plan(graph: &Graph, spec: &PushSpec<'_>) -> Result<Plan> {
         push_by_digest: spec.push_by_digest,
         insecure: spec.insecure,
         fallback: spec.referrers_fallback,
+        registry: spec.registry.clone(),
     })
 }
 
@@ -293,13 +297,13 @@ async fn run(plan: Plan, tx: &mpsc::Sender<Msg>) -> Result<(), RegistryError> {
     let mut tagged: Vec<(RegistryClient, &Target)> = Vec::new();
     for (host, targets) in &plan.registries {
         // Credential helpers are processes: look them up off the async threads.
-        let (h, insecure) = (host.clone(), plan.insecure);
+        let (h, insecure, registry) = (host.clone(), plan.insecure, plan.registry.clone());
         let client = tokio::task::spawn_blocking(move || {
             RegistryClient::new(
                 &h,
                 ClientOptions {
                     insecure,
-                    ..ClientOptions::default()
+                    ..registry
                 },
             )
         })

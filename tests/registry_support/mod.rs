@@ -323,7 +323,14 @@ pub struct Server {
 }
 
 impl Server {
+    /// `oxport serve --docker-credentials`: the push tests give the server
+    /// its credentials through `DOCKER_CONFIG` in `env`.
     pub fn start(env: &[(&str, &str)]) -> Server {
+        Server::start_with(&["--docker-credentials"], env)
+    }
+
+    /// `oxport serve` with extra flags.
+    pub fn start_with(flags: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let log = dir.path().join("server.log");
@@ -336,6 +343,7 @@ impl Server {
             "--state",
         ])
         .arg(dir.path().join("state"))
+        .args(flags)
         .stdin(Stdio::null())
         .stdout(Stdio::from(logf.try_clone().unwrap()))
         .stderr(Stdio::from(logf));
