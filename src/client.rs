@@ -36,6 +36,31 @@ use crate::wire::{self, CHUNK_SIZE, MAX_MESSAGE_SIZE};
 /// Attempts at one blob upload before giving up.
 const UPLOAD_ATTEMPTS: u32 = 5;
 
+/// Answers a server's request for registry credentials during an export
+/// (`ExportEvent.auth`); the answer goes back through `AnswerAuth`.
+pub type Answerer = dyn Fn(&proto::AuthChallenge) -> proto::AnswerAuthRequest + Send + Sync;
+
+/// An answerer from the user's Docker config: the username and secret of
+/// the challenge's registry (`docker login`, credential helpers), or nothing.
+/// Identity tokens are not handed out; such a registry is asked anonymously.
+pub fn docker_config_answerer() -> Box<Answerer> {
+    Box::new(|c: &proto::AuthChallenge| {
+        let mut answer = proto::AnswerAuthRequest {
+            id: c.id.clone(),
+            ..Default::default()
+        };
+        match crate::registry::credentials::lookup(&c.host) {
+            Ok(Some(crate::registry::Credential::Basic { username, password })) => {
+                answer.username = username;
+                answer.secret = password;
+            }
+            Ok(Some(crate::registry::Credential::IdentityToken(_))) | Ok(None) => {}
+            Err(e) => answer.error = e.to_string(),
+        }
+        answer
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("{0}")]
@@ -248,7 +273,21 @@ impl Client {
         out: &mut (dyn Write + Send),
         progress: &mut (dyn FnMut(&Progress) + Send),
     ) -> Result<ExportResponse> {
-        let resp = self.rpc.export(wire::request_to_proto(req)).await?;
+        self.export_answering(req, out, progress, None).await
+    }
+
+    /// [`Self::export`], answering the registries' credential requests with
+    /// `answer` when given (the server then uses no credentials of its own).
+    pub async fn export_answering(
+        &mut self,
+        req: &ExportRequest,
+        out: &mut (dyn Write + Send),
+        progress: &mut (dyn FnMut(&Progress) + Send),
+        answer: Option<&Answerer>,
+    ) -> Result<ExportResponse> {
+        let mut wire_req = wire::request_to_proto(req);
+        wire_req.registry_auth = answer.is_some();
+        let resp = self.rpc.export(wire_req).await?;
         if let Some(id) = resp.metadata().get("x-request-id") {
             debug!(request_id = ?id, "export started");
         }
@@ -264,6 +303,25 @@ impl Client {
                 Some(Event::Done(done)) => {
                     out.flush()?;
                     return Ok(done.response.into_iter().collect());
+                }
+                Some(Event::Auth(challenge)) => {
+                    let Some(answer) = answer else {
+                        return Err(ClientError::Protocol(
+                            "the server asked for registry credentials, which were not offered"
+                                .into(),
+                        ));
+                    };
+                    debug!(registry = %challenge.host, "answering a credential request");
+                    // A credential helper is a short process; block_in_place
+                    // would refuse a current-thread runtime.
+                    let reply = answer(&challenge);
+                    match self.rpc.answer_auth(reply).await {
+                        // The export ended meanwhile; its stream says why.
+                        Err(s) if s.code() == Code::NotFound => {}
+                        r => {
+                            r?;
+                        }
+                    }
                 }
                 None => {}
             }

@@ -343,7 +343,13 @@ async fn export_case(
             .map(|e| e.addr().to_string())
             .unwrap_or_default()
     });
-    let response = run_export(&addr, &case, &req, &mut dest).await;
+    // A server of its own reads the user's Docker config itself; a running
+    // server is given the user's credentials per request instead, so it
+    // never pushes with credentials of its own on the user's behalf.
+    let answerer = embedded
+        .is_none()
+        .then(oxport::client::docker_config_answerer);
+    let response = run_export(&addr, &case, &req, &mut dest, answerer.as_deref()).await;
     if let Some(server) = embedded {
         if tokio::time::timeout(Duration::from_secs(10), server.stop())
             .await
@@ -463,6 +469,7 @@ async fn run_export(
     case: &casefile::Case,
     req: &oxport::model::ExportRequest,
     dest: &mut Destination,
+    answerer: Option<&oxport::client::Answerer>,
 ) -> Result<ExportResponse, String> {
     let mut client = Client::connect(addr).await.map_err(|e| e.to_string())?;
     client
@@ -471,7 +478,9 @@ async fn run_export(
         .map_err(|e| e.to_string())?;
     let mut view = ProgressView::stderr();
     let mut progress = |p: &Progress| view.event(p);
-    let response = client.export(req, dest, &mut progress).await;
+    let response = client
+        .export_answering(req, dest, &mut progress, answerer)
+        .await;
     view.finish();
     let response = response.map_err(|e| e.to_string())?;
     info!(

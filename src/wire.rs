@@ -49,6 +49,9 @@ pub fn request_to_proto(req: &ExportRequest) -> proto::ExportRequest {
         attrs: to_hash(&req.attrs),
         compatibility_version: req.compatibility_version,
         result: Some(result_to_proto(&req.result)),
+        // This client has the user's own Docker config behind the server it
+        // starts, or none; it does not answer credential requests.
+        registry_auth: false,
     }
 }
 

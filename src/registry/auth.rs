@@ -3,8 +3,10 @@
 //! The scheme is learnt from the first `401` and its `WWW-Authenticate`
 //! challenge. Bearer tokens are fetched per scope (`repository:<name>:pull,push`,
 //! plus `repository:<source>:pull` for a mount) and fetched again when a
-//! request carrying one is refused. Header values are marked sensitive, and
-//! no secret is ever formatted into a log line or an error.
+//! request carrying one is refused. Credentials come from a fixed source
+//! (the Docker config, given, or none) or from the caller of the export,
+//! asked at each challenge ([`super::caller`]). Header values are marked
+//! sensitive, and no secret is ever formatted into a log line or an error.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,6 +16,7 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, StatusCode};
 use tracing::debug;
 
+use super::caller::{Asker, AuthAnswer, AuthQuestion};
 use super::credentials::Credential;
 use super::error::{body_detail, RegistryError, Result};
 use super::retry::{retryable_status, RetryPolicy};
@@ -107,21 +110,52 @@ struct State {
     challenge: Option<Challenge>,
     /// Bearer tokens by scope string.
     tokens: HashMap<String, String>,
+    /// The username and secret (or identity token) in use: the fixed one,
+    /// or the caller's Basic answer once given.
+    credential: Option<Credential>,
+}
+
+/// Where credentials come from.
+pub enum Origin {
+    /// Known up front; `none` says why there is none, for the error when a
+    /// registry wants some.
+    Fixed {
+        credential: Option<Credential>,
+        none: String,
+    },
+    /// Asked of the export's caller at each challenge.
+    Caller(Asker),
 }
 
 /// The authentication state of one registry.
 pub struct Auth {
     registry: String,
-    credential: Option<Credential>,
+    origin: Origin,
     state: Mutex<State>,
+    /// One answer at a time: requests refused at once (parallel blob
+    /// uploads) wait for the first answer instead of asking again.
+    answering: tokio::sync::Mutex<()>,
 }
 
 impl Auth {
     pub fn new(registry: &str, credential: Option<Credential>) -> Auth {
+        let none = format!("no credentials for {registry} in the Docker config (run docker login)");
+        Auth::with_origin(registry, Origin::Fixed { credential, none })
+    }
+
+    pub fn with_origin(registry: &str, origin: Origin) -> Auth {
+        let credential = match &origin {
+            Origin::Fixed { credential, .. } => credential.clone(),
+            Origin::Caller(_) => None,
+        };
         Auth {
             registry: registry.to_string(),
-            credential,
-            state: Mutex::new(State::default()),
+            origin,
+            state: Mutex::new(State {
+                credential,
+                ..State::default()
+            }),
+            answering: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -133,7 +167,7 @@ impl Auth {
     pub fn header(&self, scope: &str) -> Option<HeaderValue> {
         let state = self.lock();
         match state.challenge.as_ref()? {
-            Challenge::Basic => match &self.credential {
+            Challenge::Basic => match &state.credential {
                 Some(Credential::Basic { username, password }) => {
                     Some(basic_header(username, password))
                 }
@@ -167,26 +201,102 @@ impl Auth {
         let challenge = www_authenticate.and_then(parse_challenge).ok_or_else(|| {
             self.unauthenticated("the registry refused the request without a usable challenge")
         })?;
+        let refused = self.header(scope);
+        let _one_at_a_time = self.answering.lock().await;
+        if self.header(scope) != refused {
+            // Another request got new credentials while this one waited.
+            return Ok(());
+        }
         self.lock().challenge = Some(challenge.clone());
         match challenge {
-            Challenge::Basic => match &self.credential {
-                Some(Credential::Basic { .. }) => Ok(()),
-                Some(Credential::IdentityToken(_)) => Err(self.unauthenticated(
-                    "the registry wants a username and password, the Docker config has a token",
-                )),
-                None => Err(self.unauthenticated(format!(
-                    "no credentials for {} in the Docker config (run docker login)",
-                    self.registry
-                ))),
-            },
+            Challenge::Basic => {
+                if let Origin::Caller(asker) = &self.origin {
+                    if self.lock().credential.is_none() {
+                        let credential = match self.ask(asker, "", "", scope).await? {
+                            AuthAnswer::Basic { username, secret } => Credential::Basic {
+                                username,
+                                password: secret,
+                            },
+                            AuthAnswer::Token(_) => return Err(self.unauthenticated(
+                                "the registry wants a username and password, the builder answered a token",
+                            )),
+                            AuthAnswer::Anonymous => return Err(self.unauthenticated(format!(
+                                "the builder's client has no credentials for {}",
+                                self.registry
+                            ))),
+                        };
+                        self.lock().credential = Some(credential);
+                    }
+                }
+                match (&self.lock().credential, &self.origin) {
+                    (Some(Credential::Basic { .. }), _) => Ok(()),
+                    (Some(Credential::IdentityToken(_)), _) => Err(self.unauthenticated(
+                        "the registry wants a username and password, the Docker config has a token",
+                    )),
+                    (None, Origin::Fixed { none, .. }) => Err(self.unauthenticated(none.clone())),
+                    (None, Origin::Caller(_)) => Err(self.unauthenticated("no credentials")),
+                }
+            }
             Challenge::Bearer { realm, service } => {
                 let token = self
-                    .fetch_token(transport, retry, &realm, service.as_deref(), scope)
+                    .bearer_token(transport, retry, &realm, service.as_deref(), scope)
                     .await?;
                 self.lock().tokens.insert(scope.to_string(), token);
                 Ok(())
             }
         }
+    }
+
+    /// A token for `scope`: from the caller when it answers with one,
+    /// otherwise fetched here with the credential known or answered.
+    async fn bearer_token(
+        &self,
+        transport: &Transport,
+        retry: &RetryPolicy,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+    ) -> Result<String> {
+        let known = self.lock().credential.clone();
+        if let (Origin::Caller(asker), None) = (&self.origin, &known) {
+            match self.ask(asker, realm, service.unwrap_or(""), scope).await? {
+                AuthAnswer::Token(t) => return Ok(t),
+                AuthAnswer::Basic { username, secret } => {
+                    let c = Credential::Basic {
+                        username,
+                        password: secret,
+                    };
+                    self.lock().credential = Some(c.clone());
+                    return self
+                        .fetch_token(transport, retry, realm, service, scope, Some(&c))
+                        .await;
+                }
+                AuthAnswer::Anonymous => {}
+            }
+        }
+        self.fetch_token(transport, retry, realm, service, scope, known.as_ref())
+            .await
+    }
+
+    /// Asks the caller; its failure is an authentication error naming the registry.
+    async fn ask(
+        &self,
+        asker: &Asker,
+        realm: &str,
+        service: &str,
+        scope: &str,
+    ) -> Result<AuthAnswer> {
+        let question = AuthQuestion {
+            host: self.registry.clone(),
+            realm: realm.to_string(),
+            service: service.to_string(),
+            scopes: scope.split(' ').map(String::from).collect(),
+        };
+        debug!(registry = %self.registry, realm, scope, "asking the caller for credentials");
+        asker
+            .ask(question)
+            .await
+            .map_err(|why| self.unauthenticated(format!("no credentials from the builder: {why}")))
     }
 
     async fn fetch_token(
@@ -196,6 +306,7 @@ impl Auth {
         realm: &str,
         service: Option<&str>,
         scope: &str,
+        credential: Option<&Credential>,
     ) -> Result<String> {
         let mut params: Vec<(&str, &str)> = Vec::new();
         if let Some(s) = service {
@@ -206,7 +317,7 @@ impl Auth {
         }
         let mut attempt = 0;
         loop {
-            let req = match &self.credential {
+            let req = match credential {
                 Some(Credential::IdentityToken(refresh)) => {
                     let mut form = params.clone();
                     form.extend([

@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod blobs;
+pub mod caller;
 pub mod credentials;
 pub mod error;
 pub mod fetch;
@@ -50,13 +51,28 @@ pub const DEFAULT_MONOLITHIC_MAX: u64 = 32 << 20;
 pub const DEFAULT_CHUNK_SIZE: u64 = 16 << 20;
 
 /// Where credentials come from.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub enum CredentialSource {
     /// The Docker client configuration (the default).
     #[default]
     DockerConfig,
+    /// None: a server started without `--docker-credentials`, for a request
+    /// that brings none of its own.
     Anonymous,
     Given(Credential),
+    /// The export's caller, asked at each challenge.
+    Caller(caller::Asker),
+}
+
+impl std::fmt::Debug for CredentialSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CredentialSource::DockerConfig => f.write_str("DockerConfig"),
+            CredentialSource::Anonymous => f.write_str("Anonymous"),
+            CredentialSource::Given(c) => write!(f, "Given({c:?})"),
+            CredentialSource::Caller(_) => f.write_str("Caller"),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -185,10 +201,25 @@ impl RegistryClient {
     /// A client of the registry named `domain` in image references
     /// (`docker.io`, `ghcr.io`, `127.0.0.1:5000`).
     pub fn new(domain: &str, opts: ClientOptions) -> Result<RegistryClient> {
-        let credential = match &opts.credentials {
-            CredentialSource::DockerConfig => credentials::lookup(domain)?,
-            CredentialSource::Anonymous => None,
-            CredentialSource::Given(c) => Some(c.clone()),
+        let origin = match &opts.credentials {
+            CredentialSource::DockerConfig => auth::Origin::Fixed {
+                credential: credentials::lookup(domain)?,
+                none: format!(
+                    "no credentials for {domain} in the Docker config (run docker login)"
+                ),
+            },
+            CredentialSource::Anonymous => auth::Origin::Fixed {
+                credential: None,
+                none: format!(
+                    "the registry {domain} wants credentials: the request brought none, and \
+                     the server uses its own Docker config only with --docker-credentials"
+                ),
+            },
+            CredentialSource::Given(c) => auth::Origin::Fixed {
+                credential: Some(c.clone()),
+                none: String::new(),
+            },
+            CredentialSource::Caller(asker) => auth::Origin::Caller(asker.clone()),
         };
         let scheme = if opts.insecure || is_loopback(domain) {
             "http"
@@ -199,7 +230,7 @@ impl RegistryClient {
         debug!(
             registry = domain,
             scheme,
-            credential = credential.is_some(),
+            credentials = ?opts.credentials,
             "registry client"
         );
         Ok(RegistryClient {
@@ -207,7 +238,7 @@ impl RegistryClient {
                 host: domain.to_string(),
                 base: format!("{scheme}://{}", api_host(domain)),
                 transport,
-                auth: auth::Auth::new(domain, credential),
+                auth: auth::Auth::with_origin(domain, origin),
                 opts,
             }),
         })

@@ -17,6 +17,7 @@
 
 pub mod activation;
 pub mod admission;
+pub mod auth_relay;
 pub mod connections;
 pub mod convert;
 pub mod flags;

@@ -35,6 +35,8 @@ pub struct ExporterService {
     /// How exports reach registries: the server's certificates, and its own
     /// Docker config only when `--docker-credentials` says so.
     registry: crate::registry::ClientOptions,
+    /// Credential requests of running exports, waiting for AnswerAuth.
+    pending: Arc<super::auth_relay::PendingAnswers>,
     /// Exports and conversions running at once, and a bounded line of more.
     queue: Arc<ExportQueue>,
 }
@@ -49,6 +51,7 @@ impl ExporterService {
             store,
             limits,
             registry,
+            pending: Arc::default(),
             queue: Arc::new(ExportQueue::new(limits.export_slots(), limits.export_queue)),
         }
     }
@@ -317,12 +320,26 @@ impl Exporter for ExporterService {
 
     type ExportStream = ExportStream;
 
+    async fn answer_auth(
+        &self,
+        request: Request<proto::AnswerAuthRequest>,
+    ) -> Result<Response<proto::AnswerAuthResponse>, Status> {
+        let request_id = RequestId::of(&request);
+        let r = request.into_inner();
+        let answer = super::auth_relay::answer_of(&r);
+        if !self.pending.answer(&r.id, answer) {
+            return Err(super::auth_relay::not_waiting());
+        }
+        Ok(Response::new(proto::AnswerAuthResponse { request_id }))
+    }
+
     async fn export(
         &self,
         request: Request<proto::ExportRequest>,
     ) -> Result<Response<Self::ExportStream>, Status> {
         let request_id = RequestId::of(&request);
         let proto_req = request.into_inner();
+        let caller_auth = proto_req.registry_auth;
         // Counted on the wire form, before a model of every layer is built.
         let layers: usize = proto_req
             .result
@@ -341,10 +358,20 @@ impl Exporter for ExporterService {
         let deadline = self.deadline();
         let permit = self.queue.admit(deadline).await?;
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-        let events = Events::new(tx, request_id).with_deadline(deadline.into_std());
+        let events = Events::new(tx.clone(), request_id.clone()).with_deadline(deadline.into_std());
         let store = Arc::clone(&self.store);
         let limits = self.limits;
-        let registry = self.registry.clone();
+        let mut registry = self.registry.clone();
+        if caller_auth {
+            // Only the caller's answers: never the server's own credentials.
+            registry.credentials = crate::registry::CredentialSource::Caller(Arc::new(
+                super::auth_relay::StreamAsker {
+                    pending: Arc::clone(&self.pending),
+                    events: tx.clone(),
+                    request_id: request_id.clone(),
+                },
+            ));
+        }
         let span = tracing::Span::current();
         let task = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();

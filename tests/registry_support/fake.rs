@@ -175,6 +175,12 @@ fn serve(conn: TcpStream, st: &Mutex<State>) {
         if w.write_all(head.as_bytes()).is_err() || w.write_all(&payload).is_err() {
             return;
         }
+        if req
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        {
+            return;
+        }
     }
 }
 

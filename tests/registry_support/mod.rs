@@ -358,6 +358,12 @@ impl Server {
             _dir: dir,
         }
     }
+
+    /// What the server wrote to its standard output and error so far.
+    #[allow(dead_code)]
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("server.log")).unwrap_or_default()
+    }
 }
 
 impl Drop for Server {
