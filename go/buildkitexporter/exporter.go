@@ -106,6 +106,7 @@ func (i *instance) Export(ctx context.Context, src *exporter.Source, info export
 		Attrs:                i.attrs,
 		CompatibilityVersion: info.CompatibilityVersion,
 		Result:               res,
+		Auth:                 sessionAuth(i.opt.SessionManager, group),
 	}
 	resp, err := i.stream(ctx, req, info.SessionID)
 	if err != nil {

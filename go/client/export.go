@@ -7,7 +7,9 @@ import (
 
 	pb "github.com/oxport/oxport/go/exporterv1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 )
 
 // ExportRequest is one export: the exporter type ("oci", "docker" or
@@ -18,7 +20,23 @@ type ExportRequest struct {
 	Attrs                map[string]string
 	CompatibilityVersion int
 	Result               *pb.BuildResult
+	// Auth, when set, answers the registries' requests for credentials
+	// during the export, and the server then uses no credentials of its own.
+	Auth AuthFunc
 }
+
+// Credentials answer one registry challenge: a token for a Bearer
+// registry (preferred: the long-lived secret stays with the caller), or a
+// username and secret. nil means anonymous.
+type Credentials struct {
+	Token    string
+	Username string
+	Secret   string
+}
+
+// AuthFunc answers a registry's request for credentials. An error fails the
+// export with its text, which must not hold a secret.
+type AuthFunc func(ctx context.Context, challenge *pb.AuthChallenge) (*Credentials, error)
 
 // ExportResult is what a finished export returned.
 type ExportResult struct {
@@ -42,6 +60,7 @@ func (c *Client) Export(ctx context.Context, req ExportRequest, w io.Writer, pro
 		Attrs:                req.Attrs,
 		CompatibilityVersion: int32(req.CompatibilityVersion),
 		Result:               req.Result,
+		RegistryAuth:         req.Auth != nil,
 	}, grpc.Header(&hdr), grpc.Trailer(&tr))
 	if err != nil {
 		return nil, c.wrap(err, hdr, tr)
@@ -75,6 +94,10 @@ func (c *Client) Export(ctx context.Context, req ExportRequest, w io.Writer, pro
 			if err != nil {
 				return nil, err
 			}
+		case *pb.ExportEvent_Auth:
+			if err := c.answer(ctx, req.Auth, e.Auth); err != nil {
+				return nil, err
+			}
 		case *pb.ExportEvent_Done:
 			res.Response = e.Done.GetResponse()
 			if res.Response == nil {
@@ -83,4 +106,29 @@ func (c *Client) Export(ctx context.Context, req ExportRequest, w io.Writer, pro
 			return res, nil
 		}
 	}
+}
+
+// answer asks auth for the challenge's credentials and hands them to the
+// server. An answer the server no longer waits for (NOT_FOUND: the export
+// ended meanwhile) is not an error here: the export stream says why it ended.
+func (c *Client) answer(ctx context.Context, auth AuthFunc, ch *pb.AuthChallenge) error {
+	reply := &pb.AnswerAuthRequest{Id: ch.GetId()}
+	if auth == nil {
+		return errors.New("oxport at " + c.addr + " asked for registry credentials, which the export did not offer")
+	}
+	creds, err := auth(ctx, ch)
+	switch {
+	case err != nil:
+		reply.Error = err.Error()
+	case creds != nil:
+		reply.Token, reply.Username, reply.Secret = creds.Token, creds.Username, creds.Secret
+	}
+	var hdr, tr metadata.MD
+	if _, err := c.rpc.AnswerAuth(ctx, reply, grpc.Header(&hdr), grpc.Trailer(&tr)); err != nil {
+		if status.Code(err) == codes.NotFound {
+			return nil
+		}
+		return c.wrap(err, hdr, tr)
+	}
+	return nil
 }

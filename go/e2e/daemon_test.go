@@ -141,6 +141,12 @@ func (d *daemon) buildOpts(ctxDir, platforms string, provenance bool, outputs ..
 // buildWith runs one solve with the given frontend options (--opt); it
 // returns buildctl's standard output and its standard error.
 func (d *daemon) buildWith(ctxDir, platforms string, opts []string, outputs ...string) ([]byte, string, error) {
+	return d.buildEnv(nil, ctxDir, platforms, opts, outputs...)
+}
+
+// buildEnv is buildWith with extra environment for buildctl (KEY=VALUE),
+// for example the DOCKER_CONFIG its session's auth provider reads.
+func (d *daemon) buildEnv(env []string, ctxDir, platforms string, opts []string, outputs ...string) ([]byte, string, error) {
 	args := []string{"--addr", d.addr, "build", "--progress=plain",
 		"--frontend", "dockerfile.v0", "--local", "context=" + ctxDir, "--local", "dockerfile=" + ctxDir,
 		"--opt", "platform=" + platforms}
@@ -152,6 +158,7 @@ func (d *daemon) buildWith(ctxDir, platforms string, opts []string, outputs ...s
 	}
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Command(d.buildctl, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	return stdout.Bytes(), stderr.String(), err

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,34 @@ import (
 
 // startRegistry runs Debian's docker-registry on a loopback port.
 func startRegistry(t *testing.T) string {
+	return startRegistryWith(t, "")
+}
+
+// registryLogins holds the Basic credentials of the registries that want
+// them, by host, for fetch.
+var registryLogins sync.Map
+
+// startAuthRegistry runs docker-registry with Basic auth (htpasswd) for
+// user and password.
+func startAuthRegistry(t *testing.T, user, password string) string {
+	if _, err := exec.LookPath("htpasswd"); err != nil {
+		testutil.Missing(t, "htpasswd is not installed (Debian package apache2-utils)")
+	}
+	out, err := exec.Command("htpasswd", "-Bbn", user, password).Output()
+	if err != nil {
+		t.Fatalf("htpasswd: %v", err)
+	}
+	file := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(file, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := startRegistryWith(t, fmt.Sprintf("auth:\n  htpasswd:\n    realm: oxport-e2e\n    path: %s\n", file))
+	registryLogins.Store(addr, [2]string{user, password})
+	return addr
+}
+
+// startRegistryWith runs docker-registry with extra top-level configuration.
+func startRegistryWith(t *testing.T, extra string) string {
 	bin, err := exec.LookPath("docker-registry")
 	if err != nil {
 		testutil.Missing(t, "docker-registry is not installed (Debian package docker-registry)")
@@ -27,7 +56,7 @@ func startRegistry(t *testing.T) string {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "config.yml")
 	conf := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n"+
-		"storage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr)
+		"storage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n%s", filepath.Join(dir, "data"), addr, extra)
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -48,10 +77,13 @@ func startRegistry(t *testing.T) string {
 }
 
 // registryConfig writes a buildkitd.toml that reaches the plain-HTTP
-// registry at addr.
-func registryConfig(t *testing.T, addr string) string {
+// registries at addrs.
+func registryConfig(t *testing.T, addrs ...string) string {
 	cfg := filepath.Join(t.TempDir(), "buildkitd.toml")
-	conf := fmt.Sprintf("[registry.%q]\n  http = true\n  insecure = true\n", addr)
+	conf := ""
+	for _, addr := range addrs {
+		conf += fmt.Sprintf("[registry.%q]\n  http = true\n  insecure = true\n", addr)
+	}
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -67,6 +99,10 @@ func fetch(t *testing.T, method, url string) (int, []byte) {
 		t.Fatal(err)
 	}
 	req.Header.Set("Accept", acceptManifests)
+	if login, ok := registryLogins.Load(req.URL.Host); ok {
+		l := login.([2]string)
+		req.SetBasicAuth(l[0], l[1])
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -211,44 +247,50 @@ func TestImagePushWithProvenanceMatches(t *testing.T) {
 	ctxDir := writeContext(t)
 	for _, artifact := range []string{"false", "true"} {
 		t.Run("oci-artifact="+artifact, func(t *testing.T) {
-			repo := "provenance/artifact-" + artifact
-			name := registry + "/" + repo + ":1"
-			archive := filepath.Join(t.TempDir(), "buildkit.tar")
-			opts := ",oci-mediatypes=true,oci-artifact=" + artifact + ",source-date-epoch=" + epoch
-			_, log, err := d.buildOpts(ctxDir, bothPlatforms, true,
-				"type=oci,name="+name+",dest="+archive+opts,
-				"type=oxport-image,name="+name+",push=true,registry.insecure=true"+opts)
-			if err != nil {
-				t.Fatalf("buildctl build: %v\n%s\nbuildkitd:\n%s", err, log, d.tail())
-			}
-			index, blobs := ociBlobs(t, archive)
-			var top struct {
-				Manifests []struct{ Digest string } `json:"manifests"`
-			}
-			if err := json.Unmarshal(index, &top); err != nil || len(top.Manifests) != 1 {
-				t.Fatalf("BuildKit's index.json: %v\n%s", err, index)
-			}
-			root := top.Manifests[0].Digest
-			status, tagged := fetch(t, "GET", "http://"+registry+"/v2/"+repo+"/manifests/1")
-			if status != 200 || !bytes.Equal(tagged, blobs[root]) {
-				t.Fatalf("%s (HTTP %d) is not BuildKit's index %s", name, status, root)
-			}
-			images := pushedAsArchive(t, registry, repo, root, blobs)
-			if len(images) != 4 {
-				t.Fatalf("the index lists %d manifests, want 2 images and 2 attestation manifests", len(images))
-			}
-			fallbacks := 0
-			for _, img := range images {
-				status, _ := fetch(t, "GET", "http://"+registry+"/v2/"+repo+"/manifests/sha256-"+strings.TrimPrefix(img, "sha256:"))
-				if status == 200 {
-					fallbacks++
-				}
-			}
-			want := map[string]int{"false": 0, "true": 2}[artifact]
-			if fallbacks != want {
-				t.Errorf("%d referrers fallback tags, want %d", fallbacks, want)
-			}
-			t.Logf("root %s: %d manifests and their blobs identical to BuildKit's archive; %d fallback tags", root, len(images)+1, fallbacks)
+			pushMatchesArchive(t, d, nil, ctxDir, registry, "provenance/artifact-"+artifact, artifact)
 		})
 	}
+}
+
+// pushMatchesArchive runs one solve with provenance that writes BuildKit's
+// oci archive and pushes through oxport under the same name (buildctl
+// with env), and compares them.
+func pushMatchesArchive(t *testing.T, d *daemon, env []string, ctxDir, registry, repo, artifact string) {
+	name := registry + "/" + repo + ":1"
+	archive := filepath.Join(t.TempDir(), "buildkit.tar")
+	opts := ",oci-mediatypes=true,oci-artifact=" + artifact + ",source-date-epoch=" + epoch
+	_, log, err := d.buildEnv(env, ctxDir, bothPlatforms, []string{"attest:provenance=mode=max"},
+		"type=oci,name="+name+",dest="+archive+opts,
+		"type=oxport-image,name="+name+",push=true,registry.insecure=true"+opts)
+	if err != nil {
+		t.Fatalf("buildctl build: %v\n%s\nbuildkitd:\n%s", err, log, d.tail())
+	}
+	index, blobs := ociBlobs(t, archive)
+	var top struct {
+		Manifests []struct{ Digest string } `json:"manifests"`
+	}
+	if err := json.Unmarshal(index, &top); err != nil || len(top.Manifests) != 1 {
+		t.Fatalf("BuildKit's index.json: %v\n%s", err, index)
+	}
+	root := top.Manifests[0].Digest
+	status, tagged := fetch(t, "GET", "http://"+registry+"/v2/"+repo+"/manifests/1")
+	if status != 200 || !bytes.Equal(tagged, blobs[root]) {
+		t.Fatalf("%s (HTTP %d) is not BuildKit's index %s", name, status, root)
+	}
+	images := pushedAsArchive(t, registry, repo, root, blobs)
+	if len(images) != 4 {
+		t.Fatalf("the index lists %d manifests, want 2 images and 2 attestation manifests", len(images))
+	}
+	fallbacks := 0
+	for _, img := range images {
+		status, _ := fetch(t, "GET", "http://"+registry+"/v2/"+repo+"/manifests/sha256-"+strings.TrimPrefix(img, "sha256:"))
+		if status == 200 {
+			fallbacks++
+		}
+	}
+	want := map[string]int{"false": 0, "true": 2}[artifact]
+	if fallbacks != want {
+		t.Errorf("%d referrers fallback tags, want %d", fallbacks, want)
+	}
+	t.Logf("root %s: %d manifests and their blobs identical to BuildKit's archive; %d fallback tags", root, len(images)+1, fallbacks)
 }

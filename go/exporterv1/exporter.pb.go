@@ -268,7 +268,7 @@ func (x Progress_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Progress_Kind.Descriptor instead.
 func (Progress_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_oxport_exporter_v1_exporter_proto_rawDescGZIP(), []int{17, 0}
+	return file_oxport_exporter_v1_exporter_proto_rawDescGZIP(), []int{20, 0}
 }
 
 // One layer of a ref, lowest first. The blob itself lives in the content store.
@@ -1325,7 +1325,12 @@ type ExportRequest struct {
 	CompatibilityVersion int32 `protobuf:"varint,3,opt,name=compatibility_version,json=compatibilityVersion,proto3" json:"compatibility_version,omitempty"`
 	// Every layer blob it names must be in the content store (NOT_FOUND
 	// otherwise, naming the field).
-	Result        *BuildResult `protobuf:"bytes,4,opt,name=result,proto3" json:"result,omitempty"`
+	Result *BuildResult `protobuf:"bytes,4,opt,name=result,proto3" json:"result,omitempty"`
+	// True when the caller answers the registries' requests for credentials
+	// (ExportEvent.auth, AnswerAuth). The export then reaches registries only
+	// with what the caller answers, never with the server's own credentials,
+	// and holds those answers in memory for this export only.
+	RegistryAuth  bool `protobuf:"varint,5,opt,name=registry_auth,json=registryAuth,proto3" json:"registry_auth,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1388,6 +1393,222 @@ func (x *ExportRequest) GetResult() *BuildResult {
 	return nil
 }
 
+func (x *ExportRequest) GetRegistryAuth() bool {
+	if x != nil {
+		return x.RegistryAuth
+	}
+	return false
+}
+
+// A registry asked an export for credentials (a 401 and its challenge).
+type AuthChallenge struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Random; names this challenge in AnswerAuth.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The registry as image references name it: host[:port].
+	Host string `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
+	// For a Bearer challenge: the token service and what the token is for
+	// (for example "repository:team/app:pull,push"). Empty realm: the
+	// registry wants Basic credentials.
+	Realm         string   `protobuf:"bytes,3,opt,name=realm,proto3" json:"realm,omitempty"`
+	Service       string   `protobuf:"bytes,4,opt,name=service,proto3" json:"service,omitempty"`
+	Scopes        []string `protobuf:"bytes,5,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthChallenge) Reset() {
+	*x = AuthChallenge{}
+	mi := &file_oxport_exporter_v1_exporter_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthChallenge) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthChallenge) ProtoMessage() {}
+
+func (x *AuthChallenge) ProtoReflect() protoreflect.Message {
+	mi := &file_oxport_exporter_v1_exporter_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthChallenge.ProtoReflect.Descriptor instead.
+func (*AuthChallenge) Descriptor() ([]byte, []int) {
+	return file_oxport_exporter_v1_exporter_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *AuthChallenge) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AuthChallenge) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *AuthChallenge) GetRealm() string {
+	if x != nil {
+		return x.Realm
+	}
+	return ""
+}
+
+func (x *AuthChallenge) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *AuthChallenge) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+// The answer to one AuthChallenge: a token (preferred for Bearer: the
+// long-lived secret stays with the caller), or a username and secret (what
+// a Basic registry needs; for a Bearer registry oxport then fetches the
+// token itself), or nothing (anonymous), or an error.
+type AnswerAuthRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// A bearer token for exactly the challenge's realm, service and scopes.
+	Token    string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	Username string `protobuf:"bytes,3,opt,name=username,proto3" json:"username,omitempty"`
+	Secret   string `protobuf:"bytes,4,opt,name=secret,proto3" json:"secret,omitempty"`
+	// Set when the caller could not get credentials; the export fails with
+	// this text (UNAUTHENTICATED, naming the registry).
+	Error         string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnswerAuthRequest) Reset() {
+	*x = AnswerAuthRequest{}
+	mi := &file_oxport_exporter_v1_exporter_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnswerAuthRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnswerAuthRequest) ProtoMessage() {}
+
+func (x *AnswerAuthRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_oxport_exporter_v1_exporter_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnswerAuthRequest.ProtoReflect.Descriptor instead.
+func (*AnswerAuthRequest) Descriptor() ([]byte, []int) {
+	return file_oxport_exporter_v1_exporter_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *AnswerAuthRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AnswerAuthRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *AnswerAuthRequest) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *AnswerAuthRequest) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+func (x *AnswerAuthRequest) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type AnswerAuthResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnswerAuthResponse) Reset() {
+	*x = AnswerAuthResponse{}
+	mi := &file_oxport_exporter_v1_exporter_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnswerAuthResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnswerAuthResponse) ProtoMessage() {}
+
+func (x *AnswerAuthResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_oxport_exporter_v1_exporter_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnswerAuthResponse.ProtoReflect.Descriptor instead.
+func (*AnswerAuthResponse) Descriptor() ([]byte, []int) {
+	return file_oxport_exporter_v1_exporter_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *AnswerAuthResponse) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 type Progress struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Digest        string                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
@@ -1400,7 +1621,7 @@ type Progress struct {
 
 func (x *Progress) Reset() {
 	*x = Progress{}
-	mi := &file_oxport_exporter_v1_exporter_proto_msgTypes[17]
+	mi := &file_oxport_exporter_v1_exporter_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1412,7 +1633,7 @@ func (x *Progress) String() string {
 func (*Progress) ProtoMessage() {}
 
 func (x *Progress) ProtoReflect() protoreflect.Message {
-	mi := &file_oxport_exporter_v1_exporter_proto_msgTypes[17]
+	mi := &file_oxport_exporter_v1_exporter_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1425,7 +1646,7 @@ func (x *Progress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Progress.ProtoReflect.Descriptor instead.
 func (*Progress) Descriptor() ([]byte, []int) {
-	return file_oxport_exporter_v1_exporter_proto_rawDescGZIP(), []int{17}
+	return file_oxport_exporter_v1_exporter_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Progress) GetDigest() string {
@@ -1466,7 +1687,7 @@ type ExportDone struct {
 
 func (x *ExportDone) Reset() {
 	*x = ExportDone{}
-	mi := &file_oxport_exporter_v1_exporter_proto_msgTypes[18]
+	mi := &file_oxport_exporter_v1_exporter_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1478,7 +1699,7 @@ func (x *ExportDone) String() string {
 func (*ExportDone) ProtoMessage() {}
 
 func (x *ExportDone) ProtoReflect() protoreflect.Message {
-	mi := &file_oxport_exporter_v1_exporter_proto_msgTypes[18]
+	mi := &file_oxport_exporter_v1_exporter_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1491,7 +1712,7 @@ func (x *ExportDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportDone.ProtoReflect.Descriptor instead.
 func (*ExportDone) Descriptor() ([]byte, []int) {
-	return file_oxport_exporter_v1_exporter_proto_rawDescGZIP(), []int{18}
+	return file_oxport_exporter_v1_exporter_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ExportDone) GetResponse() map[string]string {
@@ -1513,6 +1734,7 @@ type ExportEvent struct {
 	//	*ExportEvent_Progress
 	//	*ExportEvent_Chunk
 	//	*ExportEvent_Done
+	//	*ExportEvent_Auth
 	Event         isExportEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1520,7 +1742,7 @@ type ExportEvent struct {
 
 func (x *ExportEvent) Reset() {
 	*x = ExportEvent{}
-	mi := &file_oxport_exporter_v1_exporter_proto_msgTypes[19]
+	mi := &file_oxport_exporter_v1_exporter_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1532,7 +1754,7 @@ func (x *ExportEvent) String() string {
 func (*ExportEvent) ProtoMessage() {}
 
 func (x *ExportEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_oxport_exporter_v1_exporter_proto_msgTypes[19]
+	mi := &file_oxport_exporter_v1_exporter_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1545,7 +1767,7 @@ func (x *ExportEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportEvent.ProtoReflect.Descriptor instead.
 func (*ExportEvent) Descriptor() ([]byte, []int) {
-	return file_oxport_exporter_v1_exporter_proto_rawDescGZIP(), []int{19}
+	return file_oxport_exporter_v1_exporter_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ExportEvent) GetRequestId() string {
@@ -1589,6 +1811,15 @@ func (x *ExportEvent) GetDone() *ExportDone {
 	return nil
 }
 
+func (x *ExportEvent) GetAuth() *AuthChallenge {
+	if x != nil {
+		if x, ok := x.Event.(*ExportEvent_Auth); ok {
+			return x.Auth
+		}
+	}
+	return nil
+}
+
 type isExportEvent_Event interface {
 	isExportEvent_Event()
 }
@@ -1606,11 +1837,18 @@ type ExportEvent_Done struct {
 	Done *ExportDone `protobuf:"bytes,4,opt,name=done,proto3,oneof"`
 }
 
+type ExportEvent_Auth struct {
+	// A registry needs credentials; answer with AnswerAuth within 60 s.
+	Auth *AuthChallenge `protobuf:"bytes,5,opt,name=auth,proto3,oneof"`
+}
+
 func (*ExportEvent_Progress) isExportEvent_Event() {}
 
 func (*ExportEvent_Chunk) isExportEvent_Event() {}
 
 func (*ExportEvent_Done) isExportEvent_Event() {}
+
+func (*ExportEvent_Auth) isExportEvent_Event() {}
 
 var File_oxport_exporter_v1_exporter_proto protoreflect.FileDescriptor
 
@@ -1729,16 +1967,32 @@ const file_oxport_exporter_v1_exporter_proto_rawDesc = "" +
 	"\tcommitted\x18\x03 \x01(\bR\tcommitted\"6\n" +
 	"\x0eConvertRequest\x12\x0e\n" +
 	"\x02to\x18\x01 \x01(\tR\x02to\x12\x14\n" +
-	"\x05chunk\x18\x02 \x01(\fR\x05chunk\"\x97\x02\n" +
+	"\x05chunk\x18\x02 \x01(\fR\x05chunk\"\xbc\x02\n" +
 	"\rExportRequest\x12\x1a\n" +
 	"\bexporter\x18\x01 \x01(\tR\bexporter\x12B\n" +
 	"\x05attrs\x18\x02 \x03(\v2,.oxport.exporter.v1.ExportRequest.AttrsEntryR\x05attrs\x123\n" +
 	"\x15compatibility_version\x18\x03 \x01(\x05R\x14compatibilityVersion\x127\n" +
-	"\x06result\x18\x04 \x01(\v2\x1f.oxport.exporter.v1.BuildResultR\x06result\x1a8\n" +
+	"\x06result\x18\x04 \x01(\v2\x1f.oxport.exporter.v1.BuildResultR\x06result\x12#\n" +
+	"\rregistry_auth\x18\x05 \x01(\bR\fregistryAuth\x1a8\n" +
 	"\n" +
 	"AttrsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd2\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"{\n" +
+	"\rAuthChallenge\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04host\x18\x02 \x01(\tR\x04host\x12\x14\n" +
+	"\x05realm\x18\x03 \x01(\tR\x05realm\x12\x18\n" +
+	"\aservice\x18\x04 \x01(\tR\aservice\x12\x16\n" +
+	"\x06scopes\x18\x05 \x03(\tR\x06scopes\"\x83\x01\n" +
+	"\x11AnswerAuthRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\x12\x1a\n" +
+	"\busername\x18\x03 \x01(\tR\busername\x12\x16\n" +
+	"\x06secret\x18\x04 \x01(\tR\x06secret\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\"3\n" +
+	"\x12AnswerAuthResponse\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\"\xd2\x01\n" +
 	"\bProgress\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\x125\n" +
 	"\x04kind\x18\x02 \x01(\x0e2!.oxport.exporter.v1.Progress.KindR\x04kind\x12\x12\n" +
@@ -1755,21 +2009,24 @@ const file_oxport_exporter_v1_exporter_proto_rawDesc = "" +
 	"\bresponse\x18\x01 \x03(\v2,.oxport.exporter.v1.ExportDone.ResponseEntryR\bresponse\x1a;\n" +
 	"\rResponseEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbf\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf8\x01\n" +
 	"\vExportEvent\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12:\n" +
 	"\bprogress\x18\x02 \x01(\v2\x1c.oxport.exporter.v1.ProgressH\x00R\bprogress\x12\x16\n" +
 	"\x05chunk\x18\x03 \x01(\fH\x00R\x05chunk\x124\n" +
-	"\x04done\x18\x04 \x01(\v2\x1e.oxport.exporter.v1.ExportDoneH\x00R\x04doneB\a\n" +
-	"\x05event2\xb3\x04\n" +
+	"\x04done\x18\x04 \x01(\v2\x1e.oxport.exporter.v1.ExportDoneH\x00R\x04done\x127\n" +
+	"\x04auth\x18\x05 \x01(\v2!.oxport.exporter.v1.AuthChallengeH\x00R\x04authB\a\n" +
+	"\x05event2\x90\x05\n" +
 	"\bExporter\x12g\n" +
 	"\x0eResolveOptions\x12).oxport.exporter.v1.ResolveOptionsRequest\x1a*.oxport.exporter.v1.ResolveOptionsResponse\x12a\n" +
 	"\fMissingBlobs\x12'.oxport.exporter.v1.MissingBlobsRequest\x1a(.oxport.exporter.v1.MissingBlobsResponse\x12Z\n" +
 	"\tWriteBlob\x12$.oxport.exporter.v1.WriteBlobRequest\x1a%.oxport.exporter.v1.WriteBlobResponse(\x01\x12[\n" +
 	"\n" +
 	"BlobStatus\x12%.oxport.exporter.v1.BlobStatusRequest\x1a&.oxport.exporter.v1.BlobStatusResponse\x12N\n" +
-	"\x06Export\x12!.oxport.exporter.v1.ExportRequest\x1a\x1f.oxport.exporter.v1.ExportEvent0\x01\x12R\n" +
+	"\x06Export\x12!.oxport.exporter.v1.ExportRequest\x1a\x1f.oxport.exporter.v1.ExportEvent0\x01\x12[\n" +
+	"\n" +
+	"AnswerAuth\x12%.oxport.exporter.v1.AnswerAuthRequest\x1a&.oxport.exporter.v1.AnswerAuthResponse\x12R\n" +
 	"\aConvert\x12\".oxport.exporter.v1.ConvertRequest\x1a\x1f.oxport.exporter.v1.ExportEvent(\x010\x01b\x06proto3"
 
 var (
@@ -1785,7 +2042,7 @@ func file_oxport_exporter_v1_exporter_proto_rawDescGZIP() []byte {
 }
 
 var file_oxport_exporter_v1_exporter_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_oxport_exporter_v1_exporter_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_oxport_exporter_v1_exporter_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_oxport_exporter_v1_exporter_proto_goTypes = []any{
 	(Subject_Kind)(0),              // 0: oxport.exporter.v1.Subject.Kind
 	(Attestation_Kind)(0),          // 1: oxport.exporter.v1.Attestation.Kind
@@ -1808,59 +2065,65 @@ var file_oxport_exporter_v1_exporter_proto_goTypes = []any{
 	(*BlobStatusResponse)(nil),     // 18: oxport.exporter.v1.BlobStatusResponse
 	(*ConvertRequest)(nil),         // 19: oxport.exporter.v1.ConvertRequest
 	(*ExportRequest)(nil),          // 20: oxport.exporter.v1.ExportRequest
-	(*Progress)(nil),               // 21: oxport.exporter.v1.Progress
-	(*ExportDone)(nil),             // 22: oxport.exporter.v1.ExportDone
-	(*ExportEvent)(nil),            // 23: oxport.exporter.v1.ExportEvent
-	nil,                            // 24: oxport.exporter.v1.Layer.AnnotationsEntry
-	nil,                            // 25: oxport.exporter.v1.Attestation.MetadataEntry
-	nil,                            // 26: oxport.exporter.v1.BuildResult.RefsEntry
-	nil,                            // 27: oxport.exporter.v1.BuildResult.MetadataEntry
-	nil,                            // 28: oxport.exporter.v1.BuildResult.AttestationsEntry
-	nil,                            // 29: oxport.exporter.v1.ResolveOptionsRequest.AttrsEntry
-	nil,                            // 30: oxport.exporter.v1.ResolveOptionsResponse.EffectiveEntry
-	nil,                            // 31: oxport.exporter.v1.ExportRequest.AttrsEntry
-	nil,                            // 32: oxport.exporter.v1.ExportDone.ResponseEntry
+	(*AuthChallenge)(nil),          // 21: oxport.exporter.v1.AuthChallenge
+	(*AnswerAuthRequest)(nil),      // 22: oxport.exporter.v1.AnswerAuthRequest
+	(*AnswerAuthResponse)(nil),     // 23: oxport.exporter.v1.AnswerAuthResponse
+	(*Progress)(nil),               // 24: oxport.exporter.v1.Progress
+	(*ExportDone)(nil),             // 25: oxport.exporter.v1.ExportDone
+	(*ExportEvent)(nil),            // 26: oxport.exporter.v1.ExportEvent
+	nil,                            // 27: oxport.exporter.v1.Layer.AnnotationsEntry
+	nil,                            // 28: oxport.exporter.v1.Attestation.MetadataEntry
+	nil,                            // 29: oxport.exporter.v1.BuildResult.RefsEntry
+	nil,                            // 30: oxport.exporter.v1.BuildResult.MetadataEntry
+	nil,                            // 31: oxport.exporter.v1.BuildResult.AttestationsEntry
+	nil,                            // 32: oxport.exporter.v1.ResolveOptionsRequest.AttrsEntry
+	nil,                            // 33: oxport.exporter.v1.ResolveOptionsResponse.EffectiveEntry
+	nil,                            // 34: oxport.exporter.v1.ExportRequest.AttrsEntry
+	nil,                            // 35: oxport.exporter.v1.ExportDone.ResponseEntry
 }
 var file_oxport_exporter_v1_exporter_proto_depIdxs = []int32{
-	24, // 0: oxport.exporter.v1.Layer.annotations:type_name -> oxport.exporter.v1.Layer.AnnotationsEntry
+	27, // 0: oxport.exporter.v1.Layer.annotations:type_name -> oxport.exporter.v1.Layer.AnnotationsEntry
 	4,  // 1: oxport.exporter.v1.LayerChain.layers:type_name -> oxport.exporter.v1.Layer
 	0,  // 2: oxport.exporter.v1.Subject.kind:type_name -> oxport.exporter.v1.Subject.Kind
 	1,  // 3: oxport.exporter.v1.Attestation.kind:type_name -> oxport.exporter.v1.Attestation.Kind
 	7,  // 4: oxport.exporter.v1.Attestation.bundle:type_name -> oxport.exporter.v1.BundleFile
 	6,  // 5: oxport.exporter.v1.Attestation.subjects:type_name -> oxport.exporter.v1.Subject
-	25, // 6: oxport.exporter.v1.Attestation.metadata:type_name -> oxport.exporter.v1.Attestation.MetadataEntry
+	28, // 6: oxport.exporter.v1.Attestation.metadata:type_name -> oxport.exporter.v1.Attestation.MetadataEntry
 	2,  // 7: oxport.exporter.v1.Attestation.origin:type_name -> oxport.exporter.v1.Attestation.Origin
 	8,  // 8: oxport.exporter.v1.AttestationList.attestations:type_name -> oxport.exporter.v1.Attestation
-	26, // 9: oxport.exporter.v1.BuildResult.refs:type_name -> oxport.exporter.v1.BuildResult.RefsEntry
-	27, // 10: oxport.exporter.v1.BuildResult.metadata:type_name -> oxport.exporter.v1.BuildResult.MetadataEntry
-	28, // 11: oxport.exporter.v1.BuildResult.attestations:type_name -> oxport.exporter.v1.BuildResult.AttestationsEntry
-	29, // 12: oxport.exporter.v1.ResolveOptionsRequest.attrs:type_name -> oxport.exporter.v1.ResolveOptionsRequest.AttrsEntry
-	30, // 13: oxport.exporter.v1.ResolveOptionsResponse.effective:type_name -> oxport.exporter.v1.ResolveOptionsResponse.EffectiveEntry
-	31, // 14: oxport.exporter.v1.ExportRequest.attrs:type_name -> oxport.exporter.v1.ExportRequest.AttrsEntry
+	29, // 9: oxport.exporter.v1.BuildResult.refs:type_name -> oxport.exporter.v1.BuildResult.RefsEntry
+	30, // 10: oxport.exporter.v1.BuildResult.metadata:type_name -> oxport.exporter.v1.BuildResult.MetadataEntry
+	31, // 11: oxport.exporter.v1.BuildResult.attestations:type_name -> oxport.exporter.v1.BuildResult.AttestationsEntry
+	32, // 12: oxport.exporter.v1.ResolveOptionsRequest.attrs:type_name -> oxport.exporter.v1.ResolveOptionsRequest.AttrsEntry
+	33, // 13: oxport.exporter.v1.ResolveOptionsResponse.effective:type_name -> oxport.exporter.v1.ResolveOptionsResponse.EffectiveEntry
+	34, // 14: oxport.exporter.v1.ExportRequest.attrs:type_name -> oxport.exporter.v1.ExportRequest.AttrsEntry
 	10, // 15: oxport.exporter.v1.ExportRequest.result:type_name -> oxport.exporter.v1.BuildResult
 	3,  // 16: oxport.exporter.v1.Progress.kind:type_name -> oxport.exporter.v1.Progress.Kind
-	32, // 17: oxport.exporter.v1.ExportDone.response:type_name -> oxport.exporter.v1.ExportDone.ResponseEntry
-	21, // 18: oxport.exporter.v1.ExportEvent.progress:type_name -> oxport.exporter.v1.Progress
-	22, // 19: oxport.exporter.v1.ExportEvent.done:type_name -> oxport.exporter.v1.ExportDone
-	5,  // 20: oxport.exporter.v1.BuildResult.RefsEntry.value:type_name -> oxport.exporter.v1.LayerChain
-	9,  // 21: oxport.exporter.v1.BuildResult.AttestationsEntry.value:type_name -> oxport.exporter.v1.AttestationList
-	11, // 22: oxport.exporter.v1.Exporter.ResolveOptions:input_type -> oxport.exporter.v1.ResolveOptionsRequest
-	13, // 23: oxport.exporter.v1.Exporter.MissingBlobs:input_type -> oxport.exporter.v1.MissingBlobsRequest
-	15, // 24: oxport.exporter.v1.Exporter.WriteBlob:input_type -> oxport.exporter.v1.WriteBlobRequest
-	17, // 25: oxport.exporter.v1.Exporter.BlobStatus:input_type -> oxport.exporter.v1.BlobStatusRequest
-	20, // 26: oxport.exporter.v1.Exporter.Export:input_type -> oxport.exporter.v1.ExportRequest
-	19, // 27: oxport.exporter.v1.Exporter.Convert:input_type -> oxport.exporter.v1.ConvertRequest
-	12, // 28: oxport.exporter.v1.Exporter.ResolveOptions:output_type -> oxport.exporter.v1.ResolveOptionsResponse
-	14, // 29: oxport.exporter.v1.Exporter.MissingBlobs:output_type -> oxport.exporter.v1.MissingBlobsResponse
-	16, // 30: oxport.exporter.v1.Exporter.WriteBlob:output_type -> oxport.exporter.v1.WriteBlobResponse
-	18, // 31: oxport.exporter.v1.Exporter.BlobStatus:output_type -> oxport.exporter.v1.BlobStatusResponse
-	23, // 32: oxport.exporter.v1.Exporter.Export:output_type -> oxport.exporter.v1.ExportEvent
-	23, // 33: oxport.exporter.v1.Exporter.Convert:output_type -> oxport.exporter.v1.ExportEvent
-	28, // [28:34] is the sub-list for method output_type
-	22, // [22:28] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	35, // 17: oxport.exporter.v1.ExportDone.response:type_name -> oxport.exporter.v1.ExportDone.ResponseEntry
+	24, // 18: oxport.exporter.v1.ExportEvent.progress:type_name -> oxport.exporter.v1.Progress
+	25, // 19: oxport.exporter.v1.ExportEvent.done:type_name -> oxport.exporter.v1.ExportDone
+	21, // 20: oxport.exporter.v1.ExportEvent.auth:type_name -> oxport.exporter.v1.AuthChallenge
+	5,  // 21: oxport.exporter.v1.BuildResult.RefsEntry.value:type_name -> oxport.exporter.v1.LayerChain
+	9,  // 22: oxport.exporter.v1.BuildResult.AttestationsEntry.value:type_name -> oxport.exporter.v1.AttestationList
+	11, // 23: oxport.exporter.v1.Exporter.ResolveOptions:input_type -> oxport.exporter.v1.ResolveOptionsRequest
+	13, // 24: oxport.exporter.v1.Exporter.MissingBlobs:input_type -> oxport.exporter.v1.MissingBlobsRequest
+	15, // 25: oxport.exporter.v1.Exporter.WriteBlob:input_type -> oxport.exporter.v1.WriteBlobRequest
+	17, // 26: oxport.exporter.v1.Exporter.BlobStatus:input_type -> oxport.exporter.v1.BlobStatusRequest
+	20, // 27: oxport.exporter.v1.Exporter.Export:input_type -> oxport.exporter.v1.ExportRequest
+	22, // 28: oxport.exporter.v1.Exporter.AnswerAuth:input_type -> oxport.exporter.v1.AnswerAuthRequest
+	19, // 29: oxport.exporter.v1.Exporter.Convert:input_type -> oxport.exporter.v1.ConvertRequest
+	12, // 30: oxport.exporter.v1.Exporter.ResolveOptions:output_type -> oxport.exporter.v1.ResolveOptionsResponse
+	14, // 31: oxport.exporter.v1.Exporter.MissingBlobs:output_type -> oxport.exporter.v1.MissingBlobsResponse
+	16, // 32: oxport.exporter.v1.Exporter.WriteBlob:output_type -> oxport.exporter.v1.WriteBlobResponse
+	18, // 33: oxport.exporter.v1.Exporter.BlobStatus:output_type -> oxport.exporter.v1.BlobStatusResponse
+	26, // 34: oxport.exporter.v1.Exporter.Export:output_type -> oxport.exporter.v1.ExportEvent
+	23, // 35: oxport.exporter.v1.Exporter.AnswerAuth:output_type -> oxport.exporter.v1.AnswerAuthResponse
+	26, // 36: oxport.exporter.v1.Exporter.Convert:output_type -> oxport.exporter.v1.ExportEvent
+	30, // [30:37] is the sub-list for method output_type
+	23, // [23:30] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_oxport_exporter_v1_exporter_proto_init() }
@@ -1868,10 +2131,11 @@ func file_oxport_exporter_v1_exporter_proto_init() {
 	if File_oxport_exporter_v1_exporter_proto != nil {
 		return
 	}
-	file_oxport_exporter_v1_exporter_proto_msgTypes[19].OneofWrappers = []any{
+	file_oxport_exporter_v1_exporter_proto_msgTypes[22].OneofWrappers = []any{
 		(*ExportEvent_Progress)(nil),
 		(*ExportEvent_Chunk)(nil),
 		(*ExportEvent_Done)(nil),
+		(*ExportEvent_Auth)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1879,7 +2143,7 @@ func file_oxport_exporter_v1_exporter_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_oxport_exporter_v1_exporter_proto_rawDesc), len(file_oxport_exporter_v1_exporter_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   29,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -62,6 +62,7 @@ const (
 	Exporter_WriteBlob_FullMethodName      = "/oxport.exporter.v1.Exporter/WriteBlob"
 	Exporter_BlobStatus_FullMethodName     = "/oxport.exporter.v1.Exporter/BlobStatus"
 	Exporter_Export_FullMethodName         = "/oxport.exporter.v1.Exporter/Export"
+	Exporter_AnswerAuth_FullMethodName     = "/oxport.exporter.v1.Exporter/AnswerAuth"
 	Exporter_Convert_FullMethodName        = "/oxport.exporter.v1.Exporter/Convert"
 )
 
@@ -86,8 +87,15 @@ type ExporterClient interface {
 	// resumes from that offset.
 	BlobStatus(ctx context.Context, in *BlobStatusRequest, opts ...grpc.CallOption) (*BlobStatusResponse, error)
 	// Exports a build result. The stream carries progress events, output
-	// chunks in order, and last the response map.
+	// chunks in order, and last the response map. With registry_auth set, it
+	// also carries the registries' requests for credentials (auth), which the
+	// caller answers with AnswerAuth while the export waits.
 	Export(ctx context.Context, in *ExportRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportEvent], error)
+	// Answers one AuthChallenge of a running export. The challenge id is the
+	// capability: it is random and only the export's caller has seen it.
+	// NOT_FOUND when no export waits under that id (answered already, timed
+	// out, or the export ended).
+	AnswerAuth(ctx context.Context, in *AnswerAuthRequest, opts ...grpc.CallOption) (*AnswerAuthResponse, error)
 	// Moves the attestation manifests of an OCI layout tar to the legacy or
 	// the artifact form (what `oxport convert` does, for use as a sidecar).
 	// The request stream carries the target form in its first message and the
@@ -168,6 +176,16 @@ func (c *exporterClient) Export(ctx context.Context, in *ExportRequest, opts ...
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Exporter_ExportClient = grpc.ServerStreamingClient[ExportEvent]
 
+func (c *exporterClient) AnswerAuth(ctx context.Context, in *AnswerAuthRequest, opts ...grpc.CallOption) (*AnswerAuthResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AnswerAuthResponse)
+	err := c.cc.Invoke(ctx, Exporter_AnswerAuth_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *exporterClient) Convert(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ConvertRequest, ExportEvent], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &Exporter_ServiceDesc.Streams[2], Exporter_Convert_FullMethodName, cOpts...)
@@ -202,8 +220,15 @@ type ExporterServer interface {
 	// resumes from that offset.
 	BlobStatus(context.Context, *BlobStatusRequest) (*BlobStatusResponse, error)
 	// Exports a build result. The stream carries progress events, output
-	// chunks in order, and last the response map.
+	// chunks in order, and last the response map. With registry_auth set, it
+	// also carries the registries' requests for credentials (auth), which the
+	// caller answers with AnswerAuth while the export waits.
 	Export(*ExportRequest, grpc.ServerStreamingServer[ExportEvent]) error
+	// Answers one AuthChallenge of a running export. The challenge id is the
+	// capability: it is random and only the export's caller has seen it.
+	// NOT_FOUND when no export waits under that id (answered already, timed
+	// out, or the export ended).
+	AnswerAuth(context.Context, *AnswerAuthRequest) (*AnswerAuthResponse, error)
 	// Moves the attestation manifests of an OCI layout tar to the legacy or
 	// the artifact form (what `oxport convert` does, for use as a sidecar).
 	// The request stream carries the target form in its first message and the
@@ -236,6 +261,9 @@ func (UnimplementedExporterServer) BlobStatus(context.Context, *BlobStatusReques
 }
 func (UnimplementedExporterServer) Export(*ExportRequest, grpc.ServerStreamingServer[ExportEvent]) error {
 	return status.Error(codes.Unimplemented, "method Export not implemented")
+}
+func (UnimplementedExporterServer) AnswerAuth(context.Context, *AnswerAuthRequest) (*AnswerAuthResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AnswerAuth not implemented")
 }
 func (UnimplementedExporterServer) Convert(grpc.BidiStreamingServer[ConvertRequest, ExportEvent]) error {
 	return status.Error(codes.Unimplemented, "method Convert not implemented")
@@ -333,6 +361,24 @@ func _Exporter_Export_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Exporter_ExportServer = grpc.ServerStreamingServer[ExportEvent]
 
+func _Exporter_AnswerAuth_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AnswerAuthRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExporterServer).AnswerAuth(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Exporter_AnswerAuth_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExporterServer).AnswerAuth(ctx, req.(*AnswerAuthRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Exporter_Convert_Handler(srv interface{}, stream grpc.ServerStream) error {
 	return srv.(ExporterServer).Convert(&grpc.GenericServerStream[ConvertRequest, ExportEvent]{ServerStream: stream})
 }
@@ -358,6 +404,10 @@ var Exporter_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "BlobStatus",
 			Handler:    _Exporter_BlobStatus_Handler,
+		},
+		{
+			MethodName: "AnswerAuth",
+			Handler:    _Exporter_AnswerAuth_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -56,12 +57,21 @@ type Server struct {
 	Addr  string
 	State string
 	cmd   *exec.Cmd
+	mu    sync.Mutex
+	log   []string
 }
 
 // StartServer runs `oxport serve --listen LISTEN --state DIR FLAGS...` until
 // the test ends. LISTEN "" means a unix socket in a temporary directory; a
 // TCP listen address with port 0 is replaced by the one the server announces.
 func StartServer(t testing.TB, listen string, flags ...string) *Server {
+	t.Helper()
+	return StartServerEnv(t, listen, nil, flags...)
+}
+
+// StartServerEnv is StartServer with extra environment (KEY=VALUE), after
+// RUST_LOG=info.
+func StartServerEnv(t testing.TB, listen string, env []string, flags ...string) *Server {
 	t.Helper()
 	bin := OxportBin(t)
 	dir := t.TempDir()
@@ -71,7 +81,7 @@ func StartServer(t testing.TB, listen string, flags ...string) *Server {
 	s := &Server{Addr: listen, State: filepath.Join(dir, "state")}
 	args := append([]string{"serve", "--listen", listen, "--state", s.State}, flags...)
 	s.cmd = exec.Command(bin, args...)
-	s.cmd.Env = append(os.Environ(), "RUST_LOG=info")
+	s.cmd.Env = append(append(os.Environ(), "RUST_LOG=info"), env...)
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -86,6 +96,9 @@ func StartServer(t testing.TB, listen string, flags ...string) *Server {
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
 			line := sc.Text()
+			s.mu.Lock()
+			s.log = append(s.log, line)
+			s.mu.Unlock()
 			if os.Getenv("OXPORT_TEST_LOG") != "" {
 				t.Log("[oxport] " + line)
 			}
@@ -109,6 +122,13 @@ func StartServer(t testing.TB, listen string, flags ...string) *Server {
 		t.Fatalf("oxport serve --listen %s never said it was listening", listen)
 	}
 	return s
+}
+
+// Log gives the lines the server wrote to its standard error so far.
+func (s *Server) Log() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.log...)
 }
 
 // Stop ends the server (SIGTERM, then SIGKILL after 10 s).
