@@ -96,3 +96,54 @@ func BenchmarkBuildKitExport(b *testing.B) {
 	fmt.Printf("first export (layers compressed): %.2f s; oxport's first export (1 GiB uploaded): %.2f s\n", first.Seconds(), upload.Seconds())
 	fmt.Printf("built-in oci: %v; oxport-oci: %v; medians %.2f s and %.2f s; ratio %.2f\n", builtin, forwarded, mb.Seconds(), mf.Seconds(), mf.Seconds()/mb.Seconds())
 }
+
+// BenchmarkBuildKitPush times the push of the same 1 GiB image to a local
+// docker-registry with Basic auth, by BuildKit's image exporter and by
+// oxport-image, from the same daemon, alternately (5 runs each, medians),
+// each run to a repository of its own so that every layer is uploaded.
+// Both push with the buildctl client's credentials through the session.
+// Run: go test -timeout 30m -run '^$' -bench BuildKitPush -benchtime 1x ./e2e/
+func BenchmarkBuildKitPush(b *testing.B) {
+	login := [2]string{"bench", "pw-Bench-3318"}
+	registry := startAuthRegistry(b, login[0], login[1])
+	own := b.TempDir()
+	srv := testutil.StartServerEnv(b, "", []string{"DOCKER_CONFIG=" + own, "HOME=" + own})
+	d := startDaemon(b, srv.Addr, "--config", registryConfig(b, registry))
+	ctxDir := writeBenchContext(b)
+	env := []string{"DOCKER_CONFIG=" + dockerConfig(b, map[string][2]string{registry: login})}
+	out := filepath.Join(b.TempDir(), "out.tar")
+	// Layers built and compressed, then uploaded to oxport, before timing.
+	for _, typ := range []string{"oci", "oxport-oci"} {
+		if _, log, err := d.buildEnv(env, ctxDir, bothPlatforms, nil, "type="+typ+",dest="+out+",source-date-epoch="+epoch); err != nil {
+			b.Fatalf("buildctl build: %v\n%s", err, log)
+		}
+		_ = os.Remove(out)
+	}
+	run := func(typ string, i int) time.Duration {
+		_ = exec.Command("sync").Run()
+		time.Sleep(10 * time.Second)
+		name := fmt.Sprintf("%s/bench/%s-%d:1", registry, typ, i)
+		start := time.Now()
+		_, log, err := d.buildEnv(env, ctxDir, bothPlatforms, nil,
+			"type="+typ+",name="+name+",push=true,registry.insecure=true,source-date-epoch="+epoch)
+		if err != nil {
+			b.Fatalf("buildctl build: %v\n%s", err, log)
+		}
+		return time.Since(start)
+	}
+	var builtin, forwarded []time.Duration
+	for i := range 5 {
+		builtin = append(builtin, run("image", i))
+		forwarded = append(forwarded, run("oxport-image", i))
+	}
+	med := func(ds []time.Duration) time.Duration {
+		s := append([]time.Duration(nil), ds...)
+		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+		return s[len(s)/2]
+	}
+	mb, mf := med(builtin), med(forwarded)
+	b.ReportMetric(mb.Seconds(), "builtin-s")
+	b.ReportMetric(mf.Seconds(), "oxport-s")
+	b.ReportMetric(mf.Seconds()/mb.Seconds(), "ratio")
+	fmt.Printf("built-in image push: %v; oxport-image push: %v; medians %.2f s and %.2f s; ratio %.2f\n", builtin, forwarded, mb.Seconds(), mf.Seconds(), mf.Seconds()/mb.Seconds())
+}

@@ -23,7 +23,7 @@ const epoch = "1700000000"
 
 const bothPlatforms = "linux/amd64,linux/arm64"
 
-func freeTCP(t *testing.T) string {
+func freeTCP(t testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -14,7 +14,7 @@ import (
 
 // dockerConfig writes a Docker client configuration directory holding
 // Basic credentials per registry host, as `docker login` leaves them.
-func dockerConfig(t *testing.T, logins map[string][2]string) string {
+func dockerConfig(t testing.TB, logins map[string][2]string) string {
 	auths := map[string]any{}
 	for host, l := range logins {
 		auths[host] = map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte(l[0] + ":" + l[1]))}

@@ -29,7 +29,13 @@ var registryLogins sync.Map
 
 // startAuthRegistry runs docker-registry with Basic auth (htpasswd) for
 // user and password.
-func startAuthRegistry(t *testing.T, user, password string) string {
+func startAuthRegistry(t testing.TB, user, password string) string {
+	return startAuthRegistryHTTP(t, user, password, "")
+}
+
+// startAuthRegistryHTTP is startAuthRegistry with extra lines of the http
+// block (for example tls).
+func startAuthRegistryHTTP(t testing.TB, user, password, httpExtra string) string {
 	if _, err := exec.LookPath("htpasswd"); err != nil {
 		testutil.Missing(t, "htpasswd is not installed (Debian package apache2-utils)")
 	}
@@ -41,13 +47,13 @@ func startAuthRegistry(t *testing.T, user, password string) string {
 	if err := os.WriteFile(file, out, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := startRegistryWith(t, fmt.Sprintf("auth:\n  htpasswd:\n    realm: oxport-e2e\n    path: %s\n", file))
+	addr := startRegistryWith(t, httpExtra+fmt.Sprintf("auth:\n  htpasswd:\n    realm: oxport-e2e\n    path: %s\n", file))
 	registryLogins.Store(addr, [2]string{user, password})
 	return addr
 }
 
 // startRegistryWith runs docker-registry with extra top-level configuration.
-func startRegistryWith(t *testing.T, extra string) string {
+func startRegistryWith(t testing.TB, extra string) string {
 	bin, err := exec.LookPath("docker-registry")
 	if err != nil {
 		testutil.Missing(t, "docker-registry is not installed (Debian package docker-registry)")
@@ -78,7 +84,7 @@ func startRegistryWith(t *testing.T, extra string) string {
 
 // registryConfig writes a buildkitd.toml that reaches the plain-HTTP
 // registries at addrs.
-func registryConfig(t *testing.T, addrs ...string) string {
+func registryConfig(t testing.TB, addrs ...string) string {
 	cfg := filepath.Join(t.TempDir(), "buildkitd.toml")
 	conf := ""
 	for _, addr := range addrs {
@@ -103,7 +109,12 @@ func fetch(t *testing.T, method, url string) (int, []byte) {
 		l := login.([2]string)
 		req.SetBasicAuth(l[0], l[1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client := http.DefaultClient
+	if c, ok := tlsRegistries.Load(req.URL.Host); ok {
+		client = c.(*http.Client)
+		req.URL.Scheme = "https"
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
