@@ -4,6 +4,9 @@
 //! repositories of it (which is what makes cross-repository mounts possible).
 //!
 //! - [`transport`]: the hyper client (HTTPS with rustls, or plain HTTP);
+//! - [`tls`]: roots, per-registry CA files and client certificates;
+//! - [`fallback`]: HTTPS first, plain HTTP when a loopback or insecure
+//!   registry does not speak TLS;
 //! - [`retry`]: the bounded retry budget and backoff;
 //! - [`auth`] and [`credentials`]: Basic and Bearer authentication, Docker config;
 //! - [`blobs`]: existence, monolithic and chunked uploads, mounts;
@@ -16,6 +19,7 @@ pub mod auth;
 pub mod blobs;
 pub mod credentials;
 pub mod error;
+pub mod fallback;
 pub mod fetch;
 pub mod manifests;
 pub mod referrers;
@@ -61,7 +65,9 @@ pub enum CredentialSource {
 
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    /// Plain HTTP (`registry.insecure=true`). Loopback hosts always use it.
+    /// `registry.insecure=true`, as BuildKit means it: HTTPS without
+    /// certificate verification, plain HTTP when the server does not speak
+    /// TLS. Loopback hosts may fall back to plain HTTP too, but verify.
     pub insecure: bool,
     pub retry: RetryPolicy,
     pub monolithic_max: u64,
@@ -151,8 +157,11 @@ pub struct RegistryClient {
 struct Inner {
     /// `host[:port]` as named in image references.
     host: String,
-    /// `scheme://api-host`.
-    base: String,
+    /// `https://api-host` and `http://api-host`.
+    https_base: String,
+    http_base: String,
+    /// Which of the two is used.
+    scheme: fallback::Scheme,
     transport: Transport,
     auth: auth::Auth,
     opts: ClientOptions,
@@ -190,22 +199,22 @@ impl RegistryClient {
             CredentialSource::Anonymous => None,
             CredentialSource::Given(c) => Some(c.clone()),
         };
-        let scheme = if opts.insecure || is_loopback(domain) {
-            "http"
-        } else {
-            "https"
-        };
-        let transport = Transport::new().map_err(|e| RegistryError::io("transport", e))?;
+        let may_fall_back = opts.insecure || is_loopback(domain);
+        let tls = tls::client_config(domain, &opts.tls, opts.insecure)?;
+        let transport = Transport::new(tls);
         debug!(
             registry = domain,
-            scheme,
+            insecure = opts.insecure,
+            may_fall_back,
             credential = credential.is_some(),
             "registry client"
         );
         Ok(RegistryClient {
             inner: Arc::new(Inner {
                 host: domain.to_string(),
-                base: format!("{scheme}://{}", api_host(domain)),
+                https_base: format!("https://{}", api_host(domain)),
+                http_base: format!("http://{}", api_host(domain)),
+                scheme: fallback::Scheme::new(may_fall_back),
                 transport,
                 auth: auth::Auth::new(domain, credential),
                 opts,
@@ -226,25 +235,52 @@ impl RegistryClient {
         self.inner.opts.idle_timeout
     }
 
-    /// True when `url` is on the registry's own origin (scheme, host and
-    /// port), the only place its credentials may go.
-    pub(crate) fn same_origin(&self, url: &str) -> bool {
-        fn origin(u: &str) -> Option<(String, String, u16)> {
-            let uri: http::Uri = u.parse().ok()?;
-            let scheme = uri.scheme_str()?.to_ascii_lowercase();
-            let port = uri
-                .port_u16()
-                .unwrap_or(if scheme == "https" { 443 } else { 80 });
-            Some((scheme, uri.host()?.to_ascii_lowercase(), port))
-        }
-        match (origin(url), origin(&self.inner.base)) {
-            (Some(a), Some(b)) => a == b,
-            _ => false,
+    /// `scheme://api-host` as settled so far (HTTPS until a fall-back).
+    fn base(&self) -> &str {
+        if self.inner.scheme.plain() {
+            &self.inner.http_base
+        } else {
+            &self.inner.https_base
         }
     }
 
+    /// True when `url` is on the registry's own origin (scheme, host and
+    /// port), the only place its credentials may go.
+    pub(crate) fn same_origin(&self, url: &str) -> bool {
+        same_origin(url, self.base())
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.inner.base)
+        format!("{}{path}", self.base())
+    }
+
+    /// `url` with the scheme the registry speaks: a URL on the registry's
+    /// HTTPS origin waits for the scheme to be settled (the first time) and
+    /// moves to plain HTTP after a fall-back. Err(detail): retry.
+    async fn route(&self, url: &str) -> Result<std::result::Result<String, String>> {
+        if !same_origin(url, &self.inner.https_base) {
+            return Ok(Ok(url.to_string()));
+        }
+        let host = api_host(&self.inner.host);
+        match self
+            .inner
+            .scheme
+            .settle(self.inner.transport.tls(), host)
+            .await
+        {
+            Ok(()) => {}
+            Err(fallback::ProbeError::Certificate(detail)) => {
+                return Err(RegistryError::Certificate {
+                    registry: self.inner.host.clone(),
+                    detail,
+                })
+            }
+            Err(fallback::ProbeError::Failed(detail)) => return Ok(Err(detail)),
+        }
+        Ok(Ok(match url.strip_prefix(self.inner.https_base.as_str()) {
+            Some(rest) if self.inner.scheme.plain() => format!("{}{rest}", self.inner.http_base),
+            _ => url.to_string(),
+        }))
     }
 
     /// An absolute URL for a `Location` header (which may be relative).
@@ -276,6 +312,16 @@ impl RegistryClient {
         headers: &[(HeaderName, HeaderValue)],
         body: Body,
     ) -> Result<Sent> {
+        let url = match self.route(url).await? {
+            Ok(u) => u,
+            Err(detail) => {
+                return Ok(Sent::Retry {
+                    detail,
+                    after: None,
+                })
+            }
+        };
+        let url = url.as_str();
         let mut b = Request::builder().method(method).uri(url);
         for (k, v) in headers {
             b = b.header(k, v);
@@ -291,6 +337,12 @@ impl RegistryClient {
             .map_err(|e| RegistryError::Invalid(format!("bad request to {url}: {e}")))?;
         let resp = match self.inner.transport.send(req).await {
             Ok(r) => r,
+            Err(transport::SendError::Certificate(detail)) => {
+                return Err(RegistryError::Certificate {
+                    registry: self.inner.host.clone(),
+                    detail,
+                })
+            }
             Err(e) => {
                 return Ok(Sent::Retry {
                     detail: e.to_string(),
@@ -466,6 +518,22 @@ impl RegistryClient {
             .await
             .unwrap_or_default();
         status_error(what, status, &body)
+    }
+}
+
+/// True when `a` and `b` share scheme, host and port.
+fn same_origin(a: &str, b: &str) -> bool {
+    fn origin(u: &str) -> Option<(String, String, u16)> {
+        let uri: http::Uri = u.parse().ok()?;
+        let scheme = uri.scheme_str()?.to_ascii_lowercase();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
+        Some((scheme, uri.host()?.to_ascii_lowercase(), port))
+    }
+    match (origin(a), origin(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
     }
 }
 
