@@ -24,6 +24,21 @@ fn docker_config(host: &str) -> tempfile::TempDir {
     dir
 }
 
+/// oxport with the credentials of `config`, a short retry budget and `env`.
+fn oxport(config: &Path, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_remove("RUST_LOG")
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR")
+        .env("DOCKER_CONFIG", config)
+        .env("OXPORT_REGISTRY_ATTEMPTS", "2")
+        .env("OXPORT_REGISTRY_RETRY_DELAY_MS", "50");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
 /// `oxport export` of the example to `name` with push and `extra`
 /// attributes, with `--registry-certs-dir` when given and the credentials of
 /// `config`; returns the output and the response map.
@@ -33,16 +48,22 @@ fn push(
     certs: Option<&Path>,
     config: &Path,
 ) -> (Output, BTreeMap<String, String>) {
+    push_env(name, extra, certs, config, &[])
+}
+
+/// [`push`] with more environment.
+fn push_env(
+    name: &str,
+    extra: &str,
+    certs: Option<&Path>,
+    config: &Path,
+    env: &[(&str, &str)],
+) -> (Output, BTreeMap<String, String>) {
     let dir = tempfile::tempdir().unwrap();
     let meta = dir.path().join("meta.json");
-    let case = example_case();
-    let mut cmd = Command::new(BIN);
-    cmd.env_remove("RUST_LOG")
-        .env("DOCKER_CONFIG", config)
-        .env("OXPORT_REGISTRY_ATTEMPTS", "2")
-        .env("OXPORT_REGISTRY_RETRY_DELAY_MS", "50")
-        .args(["export", "--result"])
-        .arg(case)
+    let mut cmd = oxport(config, env);
+    cmd.args(["export", "--result"])
+        .arg(example_case())
         .arg("--output")
         .arg(format!("type=image,name={name},push=true{extra}"))
         .arg("--metadata-file")
@@ -89,6 +110,49 @@ fn a_push_through_the_ca_file_reaches_an_https_registry_with_basic_auth() {
         .manifest_digest(&reg, "x", "1")
         .expect("the tag is there");
     assert_eq!(pushed, resp["containerimage.digest"]);
+
+    // `inspect` reads it back through the same flag, and not without it.
+    let empty = tempfile::tempdir().unwrap();
+    let image = format!("docker://{name}");
+    for (dir, ok) in [(certs.path(), true), (empty.path(), false)] {
+        let o = oxport(config.path(), &[])
+            .args([
+                "inspect",
+                &image,
+                "--format",
+                "json",
+                "--registry-certs-dir",
+            ])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.success(), ok, "inspect: {}", stderr(&o));
+        if ok {
+            let text = String::from_utf8_lossy(&o.stdout);
+            assert!(
+                text.contains(&pushed),
+                "inspect does not show {pushed}: {text}"
+            );
+        } else {
+            assert!(
+                stderr(&o).contains("TLS certificate error"),
+                "{}",
+                stderr(&o)
+            );
+        }
+    }
+
+    // The system's trust store counts too (here through SSL_CERT_FILE).
+    let ca = pki.file("ca.pem");
+    let system = [("SSL_CERT_FILE", ca.to_str().unwrap())];
+    let name = format!("{}/x:2", reg.host());
+    let (o, resp) = push_env(&name, "", Some(empty.path()), config.path(), &system);
+    assert_ok(&o);
+    assert_eq!(
+        pki.manifest_digest(&reg, "x", "2")
+            .expect("the tag is there"),
+        resp["containerimage.digest"]
+    );
 }
 
 #[test]
