@@ -218,7 +218,23 @@ fn a_registry_that_requires_a_client_certificate_accepts_the_one_in_the_certs_di
     assert!(text.contains("client certificate"), "{text}");
     assert_eq!(pki.manifest_digest(&reg, "mtls", "1"), None);
 
+    // A certificate without its key: an error naming both files.
     let with = pki.certs_dir(&reg.host(), true, true);
+    let key = with.path().join(reg.host()).join("client.key");
+    let kept = std::fs::read(&key).unwrap();
+    std::fs::remove_file(&key).unwrap();
+    let (o, _) = push(&name, "", Some(with.path()), config.path());
+    assert!(
+        !o.status.success(),
+        "pushed with a certificate lacking its key"
+    );
+    let text = stderr(&o);
+    assert!(
+        text.contains("client.cert") && text.contains(key.to_str().unwrap()),
+        "{text}"
+    );
+    std::fs::write(&key, kept).unwrap();
+
     let (o, resp) = push(&name, "", Some(with.path()), config.path());
     assert_ok(&o);
     let pushed = pki
