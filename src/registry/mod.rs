@@ -248,10 +248,16 @@ impl RegistryClient {
             }
             Err(fallback::ProbeError::Failed(detail)) => return Ok(Err(detail)),
         }
-        Ok(Ok(match url.strip_prefix(self.inner.https_base.as_str()) {
-            Some(rest) if self.inner.scheme.plain() => format!("{}{rest}", self.inner.http_base),
-            _ => url.to_string(),
-        }))
+        if !self.inner.scheme.plain() {
+            return Ok(Ok(url.to_string()));
+        }
+        // Same origin, so it parses; only the path and query carry over.
+        let rest = url
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|u| u.path_and_query().map(|p| p.as_str().to_string()))
+            .unwrap_or_default();
+        Ok(Ok(format!("{}{rest}", self.inner.http_base)))
     }
 
     /// An absolute URL for a `Location` header (which may be relative).
