@@ -39,6 +39,12 @@ struct Cli {
     /// request ids included).
     #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// A directory of per-registry TLS files in the Docker layout
+    /// (DIR/HOST[:PORT]/*.crt CAs, *.cert with *.key client certificates).
+    /// Repeatable; replaces /etc/docker/certs.d. Applies to serve, to the
+    /// embedded server of export, and to docker:// in convert and inspect.
+    #[arg(long, global = true, value_name = "DIR")]
+    registry_certs_dir: Vec<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -87,7 +93,8 @@ enum Command {
         src: String,
         /// oci-archive:PATH, oci:DIR[:REF] or docker://REF (may equal SRC)
         dst: String,
-        /// Reach docker:// registries over plain HTTP (loopback hosts always are).
+        /// Reach docker:// registries without verifying their TLS certificate,
+        /// over plain HTTP when they do not speak TLS (as loopback hosts may).
         #[arg(long)]
         insecure: bool,
     },
@@ -137,7 +144,8 @@ enum Command {
         src: String,
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         format: String,
-        /// Reach docker:// registries over plain HTTP (loopback hosts always are).
+        /// Reach docker:// registries without verifying their TLS certificate,
+        /// over plain HTTP when they do not speak TLS (as loopback hosts may).
         #[arg(long)]
         insecure: bool,
     },
@@ -146,6 +154,9 @@ enum Command {
 fn main() -> ExitCode {
     oxport::alloc::tune_for_streaming();
     let cli = Cli::parse();
+    if !cli.registry_certs_dir.is_empty() {
+        oxport::registry::tls::set_default_certs_dirs(cli.registry_certs_dir.clone());
+    }
     let default_filter = match cli.command {
         Command::Serve { .. } => "info",
         Command::Export { .. } | Command::SelfImage { .. } => {

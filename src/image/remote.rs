@@ -26,7 +26,8 @@ const MAX_DEPTH: usize = 4;
 /// How registry locations are reached.
 #[derive(Debug, Clone, Default)]
 pub struct RemoteOptions {
-    /// Plain HTTP (loopback hosts always use it).
+    /// `registry.insecure`: no certificate verification, plain HTTP when
+    /// the server does not speak TLS.
     pub insecure: bool,
 }
 

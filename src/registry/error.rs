@@ -33,6 +33,11 @@ pub enum RegistryError {
         status: u16,
         detail: String,
     },
+    /// TLS trust failed: the server's certificate did not verify, the
+    /// server refused the client certificate, or the certificate files of
+    /// the host are unusable. Never retried, never answered with plain HTTP.
+    #[error("{registry}: TLS certificate error: {detail}")]
+    Certificate { registry: String, detail: String },
     /// A malformed answer or input (bad JSON, digest mismatch, bad address).
     #[error("{0}")]
     Invalid(String),
@@ -60,6 +65,10 @@ impl RegistryError {
             RegistryError::Unavailable { .. } => ErrorKind::Unavailable,
             RegistryError::PreconditionFailed { .. } => ErrorKind::Unavailable,
             RegistryError::NotFound { .. } => ErrorKind::NotFound,
+            // Not UNAVAILABLE: retrying cannot help until someone installs
+            // the right CA or client certificate (or fixes the registry's),
+            // which is what FAILED_PRECONDITION tells a caller.
+            RegistryError::Certificate { .. } => ErrorKind::FailedPrecondition,
             RegistryError::Status { .. }
             | RegistryError::Invalid(_)
             | RegistryError::ManifestBlobUnknown { .. } => ErrorKind::Internal,

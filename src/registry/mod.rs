@@ -4,6 +4,10 @@
 //! repositories of it (which is what makes cross-repository mounts possible).
 //!
 //! - [`transport`]: the hyper client (HTTPS with rustls, or plain HTTP);
+//! - [`tls`]: roots, per-registry CA files and client certificates;
+//! - [`fallback`]: HTTPS first, plain HTTP when a loopback or insecure
+//!   registry does not speak TLS;
+//! - [`hosts`]: API hosts, loopback names, origins;
 //! - [`retry`]: the bounded retry budget and backoff;
 //! - [`auth`] and [`credentials`]: Basic and Bearer authentication, Docker config;
 //! - [`blobs`]: existence, monolithic and chunked uploads, mounts;
@@ -17,7 +21,9 @@ pub mod blobs;
 pub mod caller;
 pub mod credentials;
 pub mod error;
+pub mod fallback;
 pub mod fetch;
+pub mod hosts;
 pub mod manifests;
 pub mod referrers;
 pub mod repair;
@@ -38,6 +44,8 @@ pub use blobs::{BlobOpen, BlobPush, BytesBlob, FileBlob, OnBytes};
 pub use credentials::Credential;
 pub use error::{RegistryError, Result};
 pub use fetch::BlobStream;
+pub use hosts::api_host;
+use hosts::{is_loopback, same_origin};
 pub use manifests::{FetchedManifest, PushedManifest};
 pub use repair::PushContent;
 pub use retry::RetryPolicy;
@@ -77,7 +85,9 @@ impl std::fmt::Debug for CredentialSource {
 
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    /// Plain HTTP (`registry.insecure=true`). Loopback hosts always use it.
+    /// `registry.insecure=true`, as BuildKit means it: HTTPS without
+    /// certificate verification, plain HTTP when the server does not speak
+    /// TLS. Loopback hosts may fall back to plain HTTP too, but verify.
     pub insecure: bool,
     pub retry: RetryPolicy,
     pub monolithic_max: u64,
@@ -100,39 +110,6 @@ impl Default for ClientOptions {
             idle_timeout: transport::idle_timeout_from_env(),
             tls: TlsOptions::default(),
         }
-    }
-}
-
-/// The API host of a registry name (`docker.io` is served elsewhere).
-pub fn api_host(domain: &str) -> &str {
-    if domain == "docker.io" || domain == "index.docker.io" {
-        "registry-1.docker.io"
-    } else {
-        domain
-    }
-}
-
-/// True for `localhost` and IP literals in 127.0.0.0/8 or `::1` (with or
-/// without a port). Names that merely look like one (`127.example.com`) are
-/// not: they may resolve anywhere.
-fn is_loopback(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(rest) => match rest.split_once(']') {
-            Some((inner, port)) if port.is_empty() || port.starts_with(':') => inner,
-            _ => return false,
-        },
-        None => match host.split_once(':') {
-            Some((h, _)) => h,
-            None => host,
-        },
-    };
-    if name.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    match name.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(a)) => a.is_loopback(),
-        Ok(std::net::IpAddr::V6(a)) => a.is_loopback(),
-        Err(_) => false,
     }
 }
 
@@ -167,8 +144,11 @@ pub struct RegistryClient {
 struct Inner {
     /// `host[:port]` as named in image references.
     host: String,
-    /// `scheme://api-host`.
-    base: String,
+    /// `https://api-host` and `http://api-host`.
+    https_base: String,
+    http_base: String,
+    /// Which of the two is used.
+    scheme: fallback::Scheme,
     transport: Transport,
     auth: auth::Auth,
     opts: ClientOptions,
@@ -221,22 +201,22 @@ impl RegistryClient {
             },
             CredentialSource::Caller(asker) => auth::Origin::Caller(asker.clone()),
         };
-        let scheme = if opts.insecure || is_loopback(domain) {
-            "http"
-        } else {
-            "https"
-        };
-        let transport = Transport::new().map_err(|e| RegistryError::io("transport", e))?;
+        let may_fall_back = opts.insecure || is_loopback(domain);
+        let tls = tls::client_config(domain, &opts.tls, opts.insecure)?;
+        let transport = Transport::new(tls);
         debug!(
             registry = domain,
-            scheme,
+            insecure = opts.insecure,
+            may_fall_back,
             credentials = ?opts.credentials,
             "registry client"
         );
         Ok(RegistryClient {
             inner: Arc::new(Inner {
                 host: domain.to_string(),
-                base: format!("{scheme}://{}", api_host(domain)),
+                https_base: format!("https://{}", api_host(domain)),
+                http_base: format!("http://{}", api_host(domain)),
+                scheme: fallback::Scheme::new(may_fall_back),
                 transport,
                 auth: auth::Auth::with_origin(domain, origin),
                 opts,
@@ -257,25 +237,58 @@ impl RegistryClient {
         self.inner.opts.idle_timeout
     }
 
-    /// True when `url` is on the registry's own origin (scheme, host and
-    /// port), the only place its credentials may go.
-    pub(crate) fn same_origin(&self, url: &str) -> bool {
-        fn origin(u: &str) -> Option<(String, String, u16)> {
-            let uri: http::Uri = u.parse().ok()?;
-            let scheme = uri.scheme_str()?.to_ascii_lowercase();
-            let port = uri
-                .port_u16()
-                .unwrap_or(if scheme == "https" { 443 } else { 80 });
-            Some((scheme, uri.host()?.to_ascii_lowercase(), port))
-        }
-        match (origin(url), origin(&self.inner.base)) {
-            (Some(a), Some(b)) => a == b,
-            _ => false,
+    /// `scheme://api-host` as settled so far (HTTPS until a fall-back).
+    fn base(&self) -> &str {
+        if self.inner.scheme.plain() {
+            &self.inner.http_base
+        } else {
+            &self.inner.https_base
         }
     }
 
+    /// True when `url` is on the registry's own origin (scheme, host and
+    /// port), the only place its credentials may go.
+    pub(crate) fn same_origin(&self, url: &str) -> bool {
+        same_origin(url, self.base())
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.inner.base)
+        format!("{}{path}", self.base())
+    }
+
+    /// `url` with the scheme the registry speaks: a URL on the registry's
+    /// HTTPS origin waits for the scheme to be settled (the first time) and
+    /// moves to plain HTTP after a fall-back. Err(detail): retry.
+    async fn route(&self, url: &str) -> Result<std::result::Result<String, String>> {
+        if !same_origin(url, &self.inner.https_base) {
+            return Ok(Ok(url.to_string()));
+        }
+        let host = api_host(&self.inner.host);
+        match self
+            .inner
+            .scheme
+            .settle(self.inner.transport.tls(), host)
+            .await
+        {
+            Ok(()) => {}
+            Err(fallback::ProbeError::Certificate(detail)) => {
+                return Err(RegistryError::Certificate {
+                    registry: self.inner.host.clone(),
+                    detail,
+                })
+            }
+            Err(fallback::ProbeError::Failed(detail)) => return Ok(Err(detail)),
+        }
+        if !self.inner.scheme.plain() {
+            return Ok(Ok(url.to_string()));
+        }
+        // Same origin, so it parses; only the path and query carry over.
+        let rest = url
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|u| u.path_and_query().map(|p| p.as_str().to_string()))
+            .unwrap_or_default();
+        Ok(Ok(format!("{}{rest}", self.inner.http_base)))
     }
 
     /// An absolute URL for a `Location` header (which may be relative).
@@ -307,6 +320,16 @@ impl RegistryClient {
         headers: &[(HeaderName, HeaderValue)],
         body: Body,
     ) -> Result<Sent> {
+        let url = match self.route(url).await? {
+            Ok(u) => u,
+            Err(detail) => {
+                return Ok(Sent::Retry {
+                    detail,
+                    after: None,
+                })
+            }
+        };
+        let url = url.as_str();
         let mut b = Request::builder().method(method).uri(url);
         for (k, v) in headers {
             b = b.header(k, v);
@@ -322,6 +345,12 @@ impl RegistryClient {
             .map_err(|e| RegistryError::Invalid(format!("bad request to {url}: {e}")))?;
         let resp = match self.inner.transport.send(req).await {
             Ok(r) => r,
+            Err(transport::SendError::Certificate(detail)) => {
+                return Err(RegistryError::Certificate {
+                    registry: self.inner.host.clone(),
+                    detail,
+                })
+            }
             Err(e) => {
                 return Ok(Sent::Retry {
                     detail: e.to_string(),
@@ -531,36 +560,5 @@ fn status_error(what: String, status: u16, body: &[u8]) -> RegistryError {
         } else {
             format!(": {detail}")
         },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosts() {
-        assert_eq!(api_host("docker.io"), "registry-1.docker.io");
-        assert_eq!(api_host("ghcr.io"), "ghcr.io");
-        assert!(is_loopback("127.0.0.1:5000"));
-        assert!(is_loopback("localhost"));
-        assert!(is_loopback("[::1]:5000"));
-        assert!(!is_loopback("registry.local:5000"));
-        assert!(is_loopback("127.0.0.1"));
-        assert!(is_loopback("127.5.6.7:80"));
-        assert!(is_loopback("[::1]"));
-        assert!(is_loopback("LOCALHOST:5000"));
-        for remote in [
-            "127.registry.example.com",
-            "127.registry.example.com:5000",
-            "127.0.0.1.example.com:5000",
-            "localhost.example.com",
-            "[::1].example.com",
-            "[::2]:5000",
-            "128.0.0.1:5000",
-            "::1",
-        ] {
-            assert!(!is_loopback(remote), "{remote} is not loopback");
-        }
     }
 }

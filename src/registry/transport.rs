@@ -1,6 +1,7 @@
 //! The HTTP transport: one pooled hyper client that speaks HTTPS (rustls with
-//! the ring provider and Mozilla's roots) and plain HTTP, and the body types
-//! requests and responses use. No retries and no auth here.
+//! the ring provider and the roots and client certificates of [`super::tls`])
+//! and plain HTTP, and the body types requests and responses use. No retries
+//! and no auth here.
 
 use std::io;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use rustls::ClientConfig;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -68,44 +70,59 @@ pub enum SendError {
     Connect(String),
     #[error("no response within {}s", RESPONSE_TIMEOUT.as_secs())]
     Timeout,
+    /// A certificate failed verification or was refused (see
+    /// [`super::tls::certificate_problem`]); retrying cannot help.
+    #[error("{0}")]
+    Certificate(String),
 }
 
 #[derive(Clone)]
 pub struct Transport {
     client: Client<HttpsConnector<HttpConnector>, Body>,
+    tls: Arc<ClientConfig>,
 }
 
 impl Transport {
-    pub fn new() -> io::Result<Transport> {
+    /// A transport whose HTTPS connections use `tls`.
+    pub fn new(tls: ClientConfig) -> Transport {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         http.set_nodelay(true);
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
-            .map_err(|e| io::Error::other(format!("TLS set-up: {e}")))?
+            .with_tls_config(tls.clone())
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(https);
-        Ok(Transport { client })
+        Transport {
+            client,
+            tls: Arc::new(tls),
+        }
+    }
+
+    /// The TLS configuration of HTTPS connections.
+    pub fn tls(&self) -> Arc<ClientConfig> {
+        Arc::clone(&self.tls)
     }
 
     /// One exchange: sends the request and waits for the response headers.
     pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, SendError> {
         match tokio::time::timeout(RESPONSE_TIMEOUT, self.client.request(req)).await {
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => Err(SendError::Connect(describe(&e))),
+            Ok(Err(e)) => match super::tls::certificate_problem(&e) {
+                Some(why) => Err(SendError::Certificate(why)),
+                None => Err(SendError::Connect(describe(&e))),
+            },
             Err(_) => Err(SendError::Timeout),
         }
     }
 }
 
 /// The error and its causes on one line (hyper's top level says little).
-fn describe(e: &dyn std::error::Error) -> String {
+pub(crate) fn describe(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

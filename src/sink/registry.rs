@@ -38,7 +38,8 @@ pub struct PushSpec<'a> {
     pub names: &'a [Reference],
     /// Push manifests by digest only, without tags.
     pub push_by_digest: bool,
-    /// Plain HTTP (`registry.insecure`).
+    /// `registry.insecure`: no certificate verification, plain HTTP when
+    /// the server does not speak TLS.
     pub insecure: bool,
     pub referrers_fallback: ReferrersFallback,
     /// Credentials and certificates; `insecure` comes from above.

@@ -150,6 +150,14 @@ pub fn read_message(
         if r.read_until(b'\n', &mut line)? == 0 {
             return Ok(None);
         }
+        // Like Go's server, give up on bytes that are not HTTP (a TLS hello
+        // from a client trying HTTPS first) instead of waiting for a head.
+        if raw.is_empty() && !line.windows(7).any(|w| w == b"HTTP/1.") {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "not an HTTP message",
+            ));
+        }
         raw.extend_from_slice(&line);
         if line == b"\r\n" {
             break;

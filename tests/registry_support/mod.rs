@@ -10,6 +10,7 @@
 pub mod fake;
 pub mod faults;
 pub mod hostile;
+pub mod tls;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
