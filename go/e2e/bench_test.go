@@ -97,20 +97,41 @@ func BenchmarkBuildKitExport(b *testing.B) {
 	fmt.Printf("built-in oci: %v; oxport-oci: %v; medians %.2f s and %.2f s; ratio %.2f\n", builtin, forwarded, mb.Seconds(), mf.Seconds(), mf.Seconds()/mb.Seconds())
 }
 
-// BenchmarkBuildKitPush times the push of the same 1 GiB image to a local
-// docker-registry with Basic auth, by BuildKit's image exporter and by
-// oxport-image, from the same daemon, alternately (5 runs each, medians),
-// each run to a repository of its own so that every layer is uploaded.
+// BenchmarkBuildKitPush times the push of the same 1 GiB image by
+// BuildKit's image exporter and by oxport-image, from the same daemon,
+// alternately (5 runs each, medians), each run to a registry of its own
+// (docker-registry over HTTPS with a CA made here, and Basic auth), so that
+// every layer is uploaded and no run can mount blobs another run pushed.
 // Both push with the buildctl client's credentials through the session.
 // Run: go test -timeout 30m -run '^$' -bench BuildKitPush -benchtime 1x ./e2e/
 func BenchmarkBuildKitPush(b *testing.B) {
+	const runs = 5
 	login := [2]string{"bench", "pw-Bench-3318"}
-	registry := startAuthRegistry(b, login[0], login[1])
+	ca := newTestCA(b)
+	registries := make([]string, 2*runs)
+	logins := map[string][2]string{}
+	for i := range registries {
+		registries[i] = startTLSAuthRegistry(b, ca, login[0], login[1])
+		logins[registries[i]] = login
+	}
+	certs := b.TempDir()
+	conf := ""
+	for _, r := range registries {
+		src := certsDir(b, ca, r)
+		if err := os.Rename(filepath.Join(src, r), filepath.Join(certs, r)); err != nil {
+			b.Fatal(err)
+		}
+		conf += fmt.Sprintf("[registry.%q]\n  http = false\n  ca = [%q]\n", r, filepath.Join(ca.dir, "ca.crt"))
+	}
+	cfg := filepath.Join(b.TempDir(), "buildkitd.toml")
+	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
+		b.Fatal(err)
+	}
 	own := b.TempDir()
-	srv := testutil.StartServerEnv(b, "", []string{"DOCKER_CONFIG=" + own, "HOME=" + own})
-	d := startDaemon(b, srv.Addr, "--config", registryConfig(b, registry))
+	srv := testutil.StartServerEnv(b, "", []string{"DOCKER_CONFIG=" + own, "HOME=" + own}, "--registry-certs-dir", certs)
+	d := startDaemon(b, srv.Addr, "--config", cfg)
 	ctxDir := writeBenchContext(b)
-	env := []string{"DOCKER_CONFIG=" + dockerConfig(b, map[string][2]string{registry: login})}
+	env := []string{"DOCKER_CONFIG=" + dockerConfig(b, logins)}
 	out := filepath.Join(b.TempDir(), "out.tar")
 	// Layers built and compressed, then uploaded to oxport, before timing.
 	for _, typ := range []string{"oci", "oxport-oci"} {
@@ -119,22 +140,21 @@ func BenchmarkBuildKitPush(b *testing.B) {
 		}
 		_ = os.Remove(out)
 	}
-	run := func(typ string, i int) time.Duration {
+	run := func(typ, registry string) time.Duration {
 		_ = exec.Command("sync").Run()
 		time.Sleep(10 * time.Second)
-		name := fmt.Sprintf("%s/bench/%s-%d:1", registry, typ, i)
 		start := time.Now()
 		_, log, err := d.buildEnv(env, ctxDir, bothPlatforms, nil,
-			"type="+typ+",name="+name+",push=true,registry.insecure=true,source-date-epoch="+epoch)
+			"type="+typ+",name="+registry+"/bench/app:1,push=true,source-date-epoch="+epoch)
 		if err != nil {
 			b.Fatalf("buildctl build: %v\n%s", err, log)
 		}
 		return time.Since(start)
 	}
 	var builtin, forwarded []time.Duration
-	for i := range 5 {
-		builtin = append(builtin, run("image", i))
-		forwarded = append(forwarded, run("oxport-image", i))
+	for i := range runs {
+		builtin = append(builtin, run("image", registries[2*i]))
+		forwarded = append(forwarded, run("oxport-image", registries[2*i+1]))
 	}
 	med := func(ds []time.Duration) time.Duration {
 		s := append([]time.Duration(nil), ds...)

@@ -33,9 +33,9 @@ func dockerConfig(t testing.TB, logins map[string][2]string) string {
 // serverWithoutCredentials starts oxport with debug logs and an empty Docker
 // config of its own, so any push that succeeds used the client's
 // credentials.
-func serverWithoutCredentials(t *testing.T) *testutil.Server {
+func serverWithoutCredentials(t *testing.T, flags ...string) *testutil.Server {
 	own := t.TempDir()
-	return testutil.StartServerEnv(t, "", []string{"RUST_LOG=debug", "DOCKER_CONFIG=" + own, "HOME=" + own})
+	return testutil.StartServerEnv(t, "", []string{"RUST_LOG=debug", "DOCKER_CONFIG=" + own, "HOME=" + own}, flags...)
 }
 
 // noSecretsLogged requires that no line of the server's log holds a
@@ -57,17 +57,21 @@ func noSecretsLogged(t *testing.T, srv *testutil.Server, logins ...[2]string) {
 }
 
 // The daemon pushes through oxport with the buildctl client's credentials
-// (its Docker config, through the session), not oxport's, which has none.
+// (its Docker config, through the session), not oxport's, which has none,
+// to a registry served over HTTPS with a CA made here and Basic auth. oxport
+// trusts the CA through --registry-certs-dir (the Docker layout), the
+// daemon through its registry configuration.
 func TestPushWithTheClientsCredentials(t *testing.T) {
 	login := [2]string{"builder", "pw-Client-7281"}
-	registry := startAuthRegistry(t, login[0], login[1])
-	srv := serverWithoutCredentials(t)
-	d := startDaemon(t, srv.Addr, "--config", registryConfig(t, registry))
+	ca := newTestCA(t)
+	registry := startTLSAuthRegistry(t, ca, login[0], login[1])
+	srv := serverWithoutCredentials(t, "--registry-certs-dir", certsDir(t, ca, registry))
+	d := startDaemon(t, srv.Addr, "--config", tlsRegistryConfig(t, ca, registry))
 	ctxDir := writeContext(t)
 	env := []string{"DOCKER_CONFIG=" + dockerConfig(t, map[string][2]string{registry: login})}
 
 	// Without attestations both trees are the same, root digest included.
-	opts := ",push=true,registry.insecure=true,oci-mediatypes=true,source-date-epoch=" + epoch
+	opts := ",push=true,oci-mediatypes=true,source-date-epoch=" + epoch
 	_, log, err := d.buildEnv(env, ctxDir, bothPlatforms, nil,
 		"type=image,name="+registry+"/buildkit/app:1"+opts,
 		"type=oxport-image,name="+registry+"/oxport/app:1"+opts)
@@ -79,7 +83,7 @@ func TestPushWithTheClientsCredentials(t *testing.T) {
 	}
 	// With provenance and oci-artifact=true: BuildKit's archive of the same
 	// name, and the fallback tags.
-	pushMatchesArchive(t, d, env, ctxDir, registry, "oxport/attested", "true")
+	pushMatchesArchive(t, d, env, ctxDir, registry, "oxport/attested", "true", "")
 
 	// A client without credentials: the push is refused, naming the
 	// registry, and the daemon goes on.
@@ -95,6 +99,18 @@ func TestPushWithTheClientsCredentials(t *testing.T) {
 		t.Error("buildkitd stopped")
 	}
 	noSecretsLogged(t, srv, login)
+
+	// An oxport that does not trust the CA: a certificate error naming the
+	// registry, and nothing over plain HTTP.
+	untrusting := serverWithoutCredentials(t, "--registry-certs-dir", t.TempDir())
+	d2 := startDaemon(t, untrusting.Addr, "--config", tlsRegistryConfig(t, ca, registry))
+	_, log, err = d2.buildEnv(env, ctxDir, bothPlatforms, nil, "type=oxport-image,name="+registry+"/oxport/app:3"+opts)
+	if err == nil {
+		t.Fatal("a push to a registry of an unknown CA succeeded")
+	}
+	if line := errorLine(log); !strings.Contains(line, registry) || !strings.Contains(line, "certificate") {
+		t.Errorf("the error does not name the registry and the certificate: %q", line)
+	}
 }
 
 // Two clients with different credentials share one daemon and one oxport:

@@ -258,21 +258,21 @@ func TestImagePushWithProvenanceMatches(t *testing.T) {
 	ctxDir := writeContext(t)
 	for _, artifact := range []string{"false", "true"} {
 		t.Run("oci-artifact="+artifact, func(t *testing.T) {
-			pushMatchesArchive(t, d, nil, ctxDir, registry, "provenance/artifact-"+artifact, artifact)
+			pushMatchesArchive(t, d, nil, ctxDir, registry, "provenance/artifact-"+artifact, artifact, ",registry.insecure=true")
 		})
 	}
 }
 
 // pushMatchesArchive runs one solve with provenance that writes BuildKit's
 // oci archive and pushes through oxport under the same name (buildctl
-// with env), and compares them.
-func pushMatchesArchive(t *testing.T, d *daemon, env []string, ctxDir, registry, repo, artifact string) {
+// with env, extra push attributes), and compares them.
+func pushMatchesArchive(t *testing.T, d *daemon, env []string, ctxDir, registry, repo, artifact, pushOpts string) {
 	name := registry + "/" + repo + ":1"
 	archive := filepath.Join(t.TempDir(), "buildkit.tar")
 	opts := ",oci-mediatypes=true,oci-artifact=" + artifact + ",source-date-epoch=" + epoch
 	_, log, err := d.buildEnv(env, ctxDir, bothPlatforms, []string{"attest:provenance=mode=max"},
 		"type=oci,name="+name+",dest="+archive+opts,
-		"type=oxport-image,name="+name+",push=true,registry.insecure=true"+opts)
+		"type=oxport-image,name="+name+",push=true"+pushOpts+opts)
 	if err != nil {
 		t.Fatalf("buildctl build: %v\n%s\nbuildkitd:\n%s", err, log, d.tail())
 	}

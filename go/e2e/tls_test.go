@@ -109,10 +109,11 @@ func certsDir(t testing.TB, ca *testCA, host string) string {
 }
 
 // tlsRegistryConfig writes a buildkitd.toml that trusts ca for the HTTPS
-// registry at addr.
+// registry at addr. http = false: BuildKit speaks plain HTTP to loopback
+// registries unless told otherwise.
 func tlsRegistryConfig(t testing.TB, ca *testCA, addr string) string {
 	cfg := filepath.Join(t.TempDir(), "buildkitd.toml")
-	conf := fmt.Sprintf("[registry.%q]\n  ca = [%q]\n", addr, filepath.Join(ca.dir, "ca.crt"))
+	conf := fmt.Sprintf("[registry.%q]\n  http = false\n  ca = [%q]\n", addr, filepath.Join(ca.dir, "ca.crt"))
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
