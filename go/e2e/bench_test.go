@@ -99,13 +99,13 @@ func BenchmarkBuildKitExport(b *testing.B) {
 
 // BenchmarkBuildKitPush times the push of the same 1 GiB image by
 // BuildKit's image exporter and by oxport-image, from the same daemon,
-// alternately (5 runs each, medians), each run to a registry of its own
+// alternately (7 runs each, medians), each run to a registry of its own
 // (docker-registry over HTTPS with a CA made here, and Basic auth), so that
 // every layer is uploaded and no run can mount blobs another run pushed.
 // Both push with the buildctl client's credentials through the session.
 // Run: go test -timeout 30m -run '^$' -bench BuildKitPush -benchtime 1x ./e2e/
 func BenchmarkBuildKitPush(b *testing.B) {
-	const runs = 5
+	const runs = 7
 	login := [2]string{"bench", "pw-Bench-3318"}
 	ca := newTestCA(b)
 	registries := make([]string, 2*runs)
