@@ -373,8 +373,10 @@ async fn push_blob(
     Ok(())
 }
 
-/// Blobs of one repository pushed at the same time.
-const PUSH_CONCURRENCY: usize = 3;
+/// Blobs of one repository pushed at the same time: four, as BuildKit's
+/// resolver allows per registry host, so a push through oxport keeps as many
+/// uploads in flight as the daemon's own push of the same image.
+const PUSH_CONCURRENCY: usize = 4;
 
 async fn push_repo(
     client: &RegistryClient,
