@@ -7,9 +7,13 @@
 pub mod alloc;
 pub mod annotations;
 pub mod assemble;
+pub mod blob;
 pub mod casefile;
 pub mod client;
 pub mod convert;
+pub mod destination;
+pub mod digest;
+pub mod direct_io;
 pub mod error;
 pub mod export;
 pub mod fuzzing;
@@ -23,6 +27,7 @@ pub mod model;
 pub mod oci;
 pub mod options;
 pub mod platform;
+pub mod progress;
 pub mod reference;
 pub mod registry;
 pub mod selfimage;
@@ -34,6 +39,7 @@ pub mod store;
 pub(crate) mod testdata;
 pub mod timefmt;
 pub mod untrusted;
+pub mod ustar;
 pub mod wire;
 
 /// The generated wire types and service stubs of `oxport.exporter.v1`.

@@ -18,12 +18,13 @@ use clap::{Parser, Subcommand};
 use tracing::info;
 
 use oxport::casefile;
-use oxport::client::output::{parse_bool, parse_output, write_atomically, Destination};
+use oxport::client::output::{parse_bool, parse_output};
 use oxport::client::progress::ProgressView;
 use oxport::client::Client;
-use oxport::export::Progress;
+use oxport::destination::{write_atomically, Destination};
 use oxport::image::remote::RemoteOptions;
 use oxport::model::ExportResponse;
+use oxport::progress::Progress;
 use oxport::server::{self, Embedded, ListenAddr, Listener, DEFAULT_LISTEN, DEFAULT_STATE};
 
 #[derive(Parser)]

@@ -5,19 +5,22 @@
 //! assembles the image graph and writes it to the sink.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 use base64::Engine as _;
 
 use crate::annotations::{self, Annotations};
+use crate::assemble::sbom::LayerFiles;
 use crate::assemble::{self, attest, config, AssembleOptions, PlatformInput};
+use crate::blob::BlobSource;
 use crate::error::{ExportError, Result};
 use crate::layer::{self, ExportedLayer, LayerPlan};
 use crate::limits::Limits;
 use crate::model::{Attestation, ExportRequest, ExportResponse};
 use crate::oci::{Descriptor, Platform};
 use crate::options::{ExportOptions, ExporterType};
+use crate::progress::Progress;
 use crate::reference::{self, Reference};
 use crate::sink;
 use crate::timefmt::Time;
@@ -30,43 +33,6 @@ use input::{
     check_layer, check_limits, map_platforms, meta_epoch, parse_created, KEY_CONFIG, KEY_EPOCH,
     KEY_IMAGE_NAME,
 };
-
-/// Where layer blobs are read from (the server's content store, or a directory).
-///
-/// A source holds only verified blobs: the bytes behind a digest hash to it
-/// (the store checks every upload before it becomes visible).
-pub trait BlobSource: Send + Sync {
-    /// Opens the blob with this digest (`sha256:<hex>`) for streaming.
-    fn open(&self, digest: &str) -> std::io::Result<Box<dyn Read + Send>>;
-
-    /// The stored size of a blob, when the source knows it without reading.
-    fn size(&self, digest: &str) -> std::io::Result<Option<u64>> {
-        let _ = digest;
-        Ok(None)
-    }
-}
-
-/// A progress event of one blob written to the output.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Progress {
-    Writing {
-        digest: String,
-        done: u64,
-        total: u64,
-    },
-    Skipped {
-        digest: String,
-        total: u64,
-    },
-    Mounted {
-        digest: String,
-        total: u64,
-    },
-    Done {
-        digest: String,
-        total: u64,
-    },
-}
 
 /// What an export may use besides the request.
 pub struct ExportEnv<'a> {
@@ -305,7 +271,10 @@ pub fn export(
         };
         let attestations = std::mem::take(&mut atts[i]);
         let layer_files = if !exported.is_empty() && attest::wants_layer_files(&attestations) {
-            Some(entry_names.layer_files(layers, &exported, ref_key, env.blobs)?)
+            let names = entry_names.layer_files(layers, &exported, ref_key, env.blobs)?;
+            Some(LayerFiles::new(
+                names.iter().map(|(d, n)| (d.clone(), n.iter())),
+            ))
         } else {
             None
         };
