@@ -24,6 +24,8 @@ pub mod layer;
 pub mod limits;
 pub mod metrics;
 pub mod model;
+#[cfg(test)]
+mod module_layers;
 pub mod oci;
 pub mod options;
 pub mod platform;
