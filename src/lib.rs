@@ -9,6 +9,7 @@ pub mod annotations;
 pub mod assemble;
 pub mod blob;
 pub mod casefile;
+pub mod cli;
 pub mod client;
 pub mod convert;
 pub mod destination;
