@@ -153,28 +153,7 @@ fn main() -> ExitCode {
     if !cli.registry_certs_dir.is_empty() {
         oxport::registry::tls::set_default_certs_dirs(cli.registry_certs_dir.clone());
     }
-    let default_filter = match cli.command {
-        Command::Serve { .. } => "info",
-        Command::Export { .. } | Command::SelfImage { .. } => {
-            "warn,oxport::client=info,oxport::cli=info"
-        }
-        Command::Convert { .. } | Command::Inspect { .. } | Command::Health { .. } => {
-            "warn,oxport::cli=info"
-        }
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if cli.log_format == "json" {
-        logs.json()
-            .with_current_span(true)
-            .with_span_list(true)
-            .init();
-    } else {
-        logs.with_ansi(std::io::stderr().is_terminal()).init();
-    }
+    init_logging(&cli);
     // A socket passed by systemd is taken while the process has one thread.
     let inherited = match &cli.command {
         Command::Serve { .. } => match oxport::server::activation::take_from_env() {
@@ -197,77 +176,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Serve {
-                listen,
-                state,
-                metrics_listen,
-                flags,
-            } => match flags.options() {
-                Ok(opts) => serve(listen, state, metrics_listen, inherited, opts).await,
-                Err(e) => Err(e),
-            },
-            Command::Health {
-                addr,
-                service,
-                timeout,
-            } => health(&addr, &service, timeout).await,
-            Command::SelfImage {
-                output,
-                binary,
-                version,
-                revision,
-                source,
-                source_date_epoch,
-                metadata_file,
-                addr,
-            } => {
-                let flags = SelfImageFlags {
-                    binary,
-                    version,
-                    revision,
-                    source,
-                    source_date_epoch,
-                };
-                let target = ExportTarget {
-                    output,
-                    metadata_file,
-                    addr,
-                };
-                match oxport::cli::self_image::params(flags) {
-                    Ok(p) => self_image(p, target).await,
-                    Err(e) => Err(e),
-                }
-            }
-            Command::Export {
-                result,
-                output,
-                metadata_file,
-                addr,
-                tls,
-            } => {
-                oxport::client::tls::set_default(tls);
-                let target = ExportTarget {
-                    output,
-                    metadata_file,
-                    addr,
-                };
-                export_file(result, target).await
-            }
-            Command::Convert {
-                to,
-                src,
-                dst,
-                insecure,
-            } => convert(&to, &src, &dst, &RemoteOptions { insecure }),
-            Command::Inspect {
-                src,
-                format,
-                insecure,
-            } => inspect(&src, &format, &RemoteOptions { insecure }),
-        }
-    });
+    let result = runtime.block_on(run(cli.command, inherited));
     // Blocking work still running here (a conversion stuck on hostile input,
     // an export past its grace) must not keep the process alive: its threads
     // are left to the exit.
@@ -278,5 +187,108 @@ fn main() -> ExitCode {
             eprintln!("error: {msg}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs to stderr, as text or JSON; `RUST_LOG` overrides the command's
+/// default filter.
+fn init_logging(cli: &Cli) {
+    let default_filter = match cli.command {
+        Command::Serve { .. } => "info",
+        Command::Export { .. } | Command::SelfImage { .. } => {
+            "warn,oxport::client=info,oxport::cli=info"
+        }
+        Command::Convert { .. } | Command::Inspect { .. } | Command::Health { .. } => {
+            "warn,oxport::cli=info"
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        logs.json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init();
+    } else {
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
+
+/// Runs the parsed command.
+async fn run(
+    command: Command,
+    inherited: Option<server::activation::Inherited>,
+) -> Result<(), String> {
+    match command {
+        Command::Serve {
+            listen,
+            state,
+            metrics_listen,
+            flags,
+        } => match flags.options() {
+            Ok(opts) => serve(listen, state, metrics_listen, inherited, opts).await,
+            Err(e) => Err(e),
+        },
+        Command::Health {
+            addr,
+            service,
+            timeout,
+        } => health(&addr, &service, timeout).await,
+        Command::SelfImage {
+            output,
+            binary,
+            version,
+            revision,
+            source,
+            source_date_epoch,
+            metadata_file,
+            addr,
+        } => {
+            let flags = SelfImageFlags {
+                binary,
+                version,
+                revision,
+                source,
+                source_date_epoch,
+            };
+            let target = ExportTarget {
+                output,
+                metadata_file,
+                addr,
+            };
+            match oxport::cli::self_image::params(flags) {
+                Ok(p) => self_image(p, target).await,
+                Err(e) => Err(e),
+            }
+        }
+        Command::Export {
+            result,
+            output,
+            metadata_file,
+            addr,
+            tls,
+        } => {
+            oxport::client::tls::set_default(tls);
+            let target = ExportTarget {
+                output,
+                metadata_file,
+                addr,
+            };
+            export_file(result, target).await
+        }
+        Command::Convert {
+            to,
+            src,
+            dst,
+            insecure,
+        } => convert(&to, &src, &dst, &RemoteOptions { insecure }),
+        Command::Inspect {
+            src,
+            format,
+            insecure,
+        } => inspect(&src, &format, &RemoteOptions { insecure }),
     }
 }
