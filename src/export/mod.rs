@@ -3,13 +3,13 @@
 //! The server and the CLI both call [`export`]. It runs six named steps,
 //! each in a module of its own so that each can be read and tested alone:
 //!
-//! 1. [`resolve`]: the limits, the options, the result's shape;
-//! 2. [`plan`]: metadata, epochs, platform order, attestations, attribute
+//! 1. `resolve`: the limits, the options, the result's shape;
+//! 2. `plan`: metadata, epochs, platform order, attestations, attribute
 //!    conflicts and names, decided from the request alone;
-//! 3. [`layers`]: the layers exported (the only I/O before the sink);
+//! 3. `layers`: the layers exported (the only I/O before the sink);
 //! 4. assembly of the image graph (pure, in `assemble`);
-//! 5. [`write`]: the graph written to its sink (a tar, or a registry);
-//! 6. [`response`]: the exporter response map.
+//! 5. `write`: the graph written to its sink (a tar, or a registry);
+//! 6. `response`: the exporter response map.
 
 use std::io::Write;
 use std::path::Path;

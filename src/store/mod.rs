@@ -26,8 +26,8 @@
 //!   lock is in-process: a state directory belongs to one server process.
 //! - Nothing here holds a whole blob in memory.
 //! - Blob data is written and read around the page cache where the file
-//!   system allows it ([`direct`]); uploads hash on a thread of their own
-//!   while their bytes are written (`ingest`).
+//!   system allows it ([`crate::direct_io`]); uploads hash on a thread of
+//!   their own while their bytes are written (`ingest`).
 
 use std::collections::HashSet;
 use std::fs::{self, File};
