@@ -18,12 +18,12 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+use crate::digest::parse_digest;
 use crate::error::{ErrorKind, ExportError, Result};
 use crate::model::{
     Attestation, AttestationContent, AttestationKind, BuildResult, ExportRequest, Layer, Origin,
     Subject, SubjectKind,
 };
-use crate::store::parse_digest;
 use crate::untrusted;
 use crate::wire::{attestation_path, check_file_name, ref_path};
 

@@ -5,9 +5,8 @@
 //! holds), and runs exports, writing the streamed output to any `Write`.
 //!
 //! - [`health`]: `grpc.health.v1` checks for probes.
-//! - [`output`]: the `--output` CSV and the destination, renamed into place
-//!   only on success.
-//! - [`untar`]: unpacks the streamed layout tar for `tar=false`.
+//! - [`output`]: the `--output` CSV (its destination is
+//!   [`crate::destination`]).
 //! - [`progress`]: shows the per-blob progress events.
 //! - [`tls`]: TLS and mutual TLS for `https://` and `tcp+tls://` addresses.
 
@@ -15,7 +14,6 @@ pub mod health;
 pub mod output;
 pub mod progress;
 pub mod tls;
-pub mod untar;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, Write};
@@ -28,8 +26,8 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use tracing::{debug, info};
 
-use crate::export::Progress;
 use crate::model::{ExportRequest, ExportResponse};
+use crate::progress::Progress;
 use crate::proto::{self, export_event::Event, exporter_client::ExporterClient};
 use crate::wire::{self, CHUNK_SIZE, MAX_MESSAGE_SIZE};
 

@@ -6,7 +6,8 @@
 use std::io::Read;
 use std::path::Path;
 
-use crate::export::{self, BlobSource, ExportEnv};
+use crate::blob::BlobSource;
+use crate::export::{self, ExportEnv};
 
 /// A blob source with no blobs: exports of fuzzed results stop at the first layer.
 struct NoBlobs;

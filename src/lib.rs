@@ -7,9 +7,14 @@
 pub mod alloc;
 pub mod annotations;
 pub mod assemble;
+pub mod blob;
 pub mod casefile;
+pub mod cli;
 pub mod client;
 pub mod convert;
+pub mod destination;
+pub mod digest;
+pub mod direct_io;
 pub mod error;
 pub mod export;
 pub mod fuzzing;
@@ -20,9 +25,12 @@ pub mod layer;
 pub mod limits;
 pub mod metrics;
 pub mod model;
+#[cfg(test)]
+mod module_layers;
 pub mod oci;
 pub mod options;
 pub mod platform;
+pub mod progress;
 pub mod reference;
 pub mod registry;
 pub mod selfimage;
@@ -34,6 +42,7 @@ pub mod store;
 pub(crate) mod testdata;
 pub mod timefmt;
 pub mod untrusted;
+pub mod ustar;
 pub mod wire;
 
 /// The generated wire types and service stubs of `oxport.exporter.v1`.

@@ -1,4 +1,5 @@
-//! The `oxport` command: parse arguments, call the library.
+//! The `oxport` command: parse arguments, call the library (the runs of
+//! the commands are in `oxport::cli`).
 //!
 //! - `oxport serve` runs the gRPC server.
 //! - `oxport export` sends a build result stored as `case.json` to a server
@@ -12,19 +13,14 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use tracing::info;
 
-use oxport::casefile;
-use oxport::client::output::{parse_bool, parse_output, write_atomically, Destination};
-use oxport::client::progress::ProgressView;
-use oxport::client::Client;
-use oxport::export::Progress;
+use oxport::cli::commands::{convert, health, inspect, serve};
+use oxport::cli::export::{export_file, ExportTarget};
+use oxport::cli::self_image::{self_image, SelfImageFlags};
 use oxport::image::remote::RemoteOptions;
-use oxport::model::ExportResponse;
-use oxport::server::{self, Embedded, ListenAddr, Listener, DEFAULT_LISTEN, DEFAULT_STATE};
+use oxport::server::{self, ListenAddr, DEFAULT_LISTEN, DEFAULT_STATE};
 
 #[derive(Parser)]
 #[command(
@@ -157,28 +153,7 @@ fn main() -> ExitCode {
     if !cli.registry_certs_dir.is_empty() {
         oxport::registry::tls::set_default_certs_dirs(cli.registry_certs_dir.clone());
     }
-    let default_filter = match cli.command {
-        Command::Serve { .. } => "info",
-        Command::Export { .. } | Command::SelfImage { .. } => {
-            "warn,oxport::client=info,oxport::cli=info"
-        }
-        Command::Convert { .. } | Command::Inspect { .. } | Command::Health { .. } => {
-            "warn,oxport::cli=info"
-        }
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if cli.log_format == "json" {
-        logs.json()
-            .with_current_span(true)
-            .with_span_list(true)
-            .init();
-    } else {
-        logs.with_ansi(std::io::stderr().is_terminal()).init();
-    }
+    init_logging(&cli);
     // A socket passed by systemd is taken while the process has one thread.
     let inherited = match &cli.command {
         Command::Serve { .. } => match oxport::server::activation::take_from_env() {
@@ -201,62 +176,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Serve {
-                listen,
-                state,
-                metrics_listen,
-                flags,
-            } => match flags.options() {
-                Ok(opts) => serve(listen, state, metrics_listen, inherited, opts).await,
-                Err(e) => Err(e),
-            },
-            Command::Health {
-                addr,
-                service,
-                timeout,
-            } => health(&addr, &service, timeout).await,
-            Command::SelfImage {
-                output,
-                binary,
-                version,
-                revision,
-                source,
-                source_date_epoch,
-                metadata_file,
-                addr,
-            } => {
-                let params =
-                    self_image_params(binary, version, revision, source, source_date_epoch);
-                match params {
-                    Ok(p) => self_image(p, output, metadata_file, addr).await,
-                    Err(e) => Err(e),
-                }
-            }
-            Command::Export {
-                result,
-                output,
-                metadata_file,
-                addr,
-                tls,
-            } => {
-                oxport::client::tls::set_default(tls);
-                export(result, output, metadata_file, addr).await
-            }
-            Command::Convert {
-                to,
-                src,
-                dst,
-                insecure,
-            } => convert(&to, &src, &dst, &RemoteOptions { insecure }),
-            Command::Inspect {
-                src,
-                format,
-                insecure,
-            } => inspect(&src, &format, &RemoteOptions { insecure }),
-        }
-    });
+    let result = runtime.block_on(run(cli.command, inherited));
     // Blocking work still running here (a conversion stuck on hostile input,
     // an export past its grace) must not keep the process alive: its threads
     // are left to the exit.
@@ -270,234 +190,105 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(
-    listen: ListenAddr,
-    state: PathBuf,
-    metrics_listen: Option<String>,
-    inherited: Option<server::activation::Inherited>,
-    opts: server::ServeOptions,
-) -> Result<(), String> {
-    if let Some(addr) = metrics_listen {
-        let l = tokio::net::TcpListener::bind(&addr)
-            .await
-            .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?;
-        let bound = l.local_addr().map_err(|e| e.to_string())?;
-        info!("metrics on http://{bound}/metrics");
-        tokio::spawn(oxport::metrics::http::serve(l));
-    }
-    let listener = match inherited {
-        Some(socket) => {
-            info!("using the socket passed by the service manager; --listen is ignored");
-            Listener::from_inherited(socket).map_err(|e| format!("inherited socket: {e}"))?
+/// Logs to stderr, as text or JSON; `RUST_LOG` overrides the command's
+/// default filter.
+fn init_logging(cli: &Cli) {
+    let default_filter = match cli.command {
+        Command::Serve { .. } => "info",
+        Command::Export { .. } | Command::SelfImage { .. } => {
+            "warn,oxport::client=info,oxport::cli=info"
         }
-        None => Listener::bind(&listen)
-            .await
-            .map_err(|e| format!("cannot listen on {listen}: {e}"))?,
+        Command::Convert { .. } | Command::Inspect { .. } | Command::Health { .. } => {
+            "warn,oxport::cli=info"
+        }
     };
-    server::serve_with(listener, &state, &opts, server::shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())
-}
-
-async fn export(
-    result: PathBuf,
-    output: Option<String>,
-    metadata_file: Option<PathBuf>,
-    addr: Option<String>,
-) -> Result<(), String> {
-    let case = casefile::load(&result).map_err(|e| e.message)?;
-    export_case(case, output, metadata_file, addr).await
-}
-
-/// Exports a loaded build result as `--output` says.
-async fn export_case(
-    case: casefile::Case,
-    output: Option<String>,
-    metadata_file: Option<PathBuf>,
-    addr: Option<String>,
-) -> Result<(), String> {
-    let mut req = case.request.clone();
-    let spec = output
-        .as_deref()
-        .map(parse_output)
-        .transpose()?
-        .unwrap_or_default();
-    if let Some(t) = spec.exporter {
-        req.exporter = t;
-    }
-    req.attrs.extend(spec.attrs);
-
-    let as_dir = req.attrs.get("tar").and_then(|v| parse_bool(v)) == Some(false);
-    let mut dest = if req.exporter == "image" {
-        Destination::Discard
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        logs.json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init();
     } else {
-        let dest = match spec.dest.filter(|d| !d.is_empty()) {
-            Some(d) => d,
-            None if std::io::stdout().is_terminal() => {
-                return Err(format!(
-                    "dest file is required for {} exporter. refusing to write to console",
-                    req.exporter
-                ))
-            }
-            None => "-".to_string(),
-        };
-        Destination::create(&dest, as_dir).map_err(|e| format!("cannot write {dest}: {e}"))?
-    };
-
-    let embedded = match addr {
-        Some(_) => None,
-        None => Some(Embedded::start().await.map_err(|e| e.to_string())?),
-    };
-    let addr = addr.unwrap_or_else(|| {
-        embedded
-            .as_ref()
-            .map(|e| e.addr().to_string())
-            .unwrap_or_default()
-    });
-    // A server of its own reads the user's Docker config itself; a running
-    // server is given the user's credentials per request instead, so it
-    // never pushes with credentials of its own on the user's behalf.
-    let answerer = embedded
-        .is_none()
-        .then(oxport::client::docker_config_answerer);
-    let response = run_export(&addr, &case, &req, &mut dest, answerer.as_deref()).await;
-    if let Some(server) = embedded {
-        if tokio::time::timeout(Duration::from_secs(10), server.stop())
-            .await
-            .is_err()
-        {
-            tracing::warn!(target: "oxport::cli", "the embedded server did not stop in time");
-        }
-    }
-    // On error `dest` is dropped here, which removes the temporary output.
-    let response = response?;
-    dest.finish()
-        .map_err(|e| format!("cannot finish the output: {e}"))?;
-    if let Some(path) = metadata_file {
-        let json = serde_json::to_vec_pretty(&response).map_err(|e| e.to_string())?;
-        write_atomically(&path, &json)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    }
-    Ok(())
-}
-
-async fn health(addr: &str, service: &str, timeout: u64) -> Result<(), String> {
-    use tonic_health::pb::health_check_response::ServingStatus;
-    let status = oxport::client::health::check(addr, service, Duration::from_secs(timeout))
-        .await
-        .map_err(|e| e.to_string())?;
-    println!("{}", status.as_str_name());
-    match status {
-        ServingStatus::Serving => Ok(()),
-        other => Err(format!("{addr}: {service:?} is {}", other.as_str_name())),
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
     }
 }
 
-fn self_image_params(
-    binary: Option<PathBuf>,
-    version: Option<String>,
-    revision: Option<String>,
-    source: Option<String>,
-    epoch: Option<i64>,
-) -> Result<oxport::selfimage::Params, String> {
-    let binary = match binary {
-        Some(b) => b,
-        None => std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?,
-    };
-    let epoch = match epoch {
-        Some(e) => e,
-        None => match std::env::var("SOURCE_DATE_EPOCH") {
-            Ok(v) => v
-                .trim()
-                .parse()
-                .map_err(|_| format!("invalid SOURCE_DATE_EPOCH {v:?}"))?,
-            Err(_) => 0,
-        },
-    };
-    Ok(oxport::selfimage::Params {
-        binary,
-        version: version.unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string()),
-        revision,
-        source,
-        epoch,
-        platform: oxport::selfimage::host_platform(),
-    })
-}
-
-async fn self_image(
-    params: oxport::selfimage::Params,
-    output: Option<String>,
-    metadata_file: Option<PathBuf>,
-    addr: Option<String>,
+/// Runs the parsed command.
+async fn run(
+    command: Command,
+    inherited: Option<server::activation::Inherited>,
 ) -> Result<(), String> {
-    let dir = tempfile::Builder::new()
-        .prefix("oxport-self-image-")
-        .tempdir()
-        .map_err(|e| e.to_string())?;
-    let case = oxport::selfimage::build(&params, dir.path()).map_err(|e| e.message)?;
-    info!(target: "oxport::cli", binary = %params.binary.display(), platform = %params.platform, "self-image assembled");
-    export_case(case, output, metadata_file, addr).await
-}
-
-fn convert(to: &str, src: &str, dst: &str, opts: &RemoteOptions) -> Result<(), String> {
-    let to: oxport::convert::Form = to.parse()?;
-    let summary =
-        oxport::convert::run(&src.parse()?, &dst.parse()?, to, opts).map_err(|e| e.message)?;
-    for c in &summary.changes {
-        info!(target: "oxport::cli", location = %c.location, from = %c.from, to = %c.to, "rewritten");
+    match command {
+        Command::Serve {
+            listen,
+            state,
+            metrics_listen,
+            flags,
+        } => match flags.options() {
+            Ok(opts) => serve(listen, state, metrics_listen, inherited, opts).await,
+            Err(e) => Err(e),
+        },
+        Command::Health {
+            addr,
+            service,
+            timeout,
+        } => health(&addr, &service, timeout).await,
+        Command::SelfImage {
+            output,
+            binary,
+            version,
+            revision,
+            source,
+            source_date_epoch,
+            metadata_file,
+            addr,
+        } => {
+            let flags = SelfImageFlags {
+                binary,
+                version,
+                revision,
+                source,
+                source_date_epoch,
+            };
+            let target = ExportTarget {
+                output,
+                metadata_file,
+                addr,
+            };
+            match oxport::cli::self_image::params(flags) {
+                Ok(p) => self_image(p, target).await,
+                Err(e) => Err(e),
+            }
+        }
+        Command::Export {
+            result,
+            output,
+            metadata_file,
+            addr,
+            tls,
+        } => {
+            oxport::client::tls::set_default(tls);
+            let target = ExportTarget {
+                output,
+                metadata_file,
+                addr,
+            };
+            export_file(result, target).await
+        }
+        Command::Convert {
+            to,
+            src,
+            dst,
+            insecure,
+        } => convert(&to, &src, &dst, &RemoteOptions { insecure }),
+        Command::Inspect {
+            src,
+            format,
+            insecure,
+        } => inspect(&src, &format, &RemoteOptions { insecure }),
     }
-    if let Some(p) = &summary.pushed {
-        info!(
-            target: "oxport::cli",
-            root = %p.root.digest,
-            written = p.written,
-            existing = p.existing,
-            mounted = p.mounted,
-            tags = %p.tags.join(","),
-            fallback_tags = %p.fallback_tags.join(","),
-            "pushed"
-        );
-    }
-    info!(target: "oxport::cli", changed = summary.changes.len(), %dst, "converted");
-    Ok(())
-}
-
-fn inspect(src: &str, format: &str, opts: &RemoteOptions) -> Result<(), String> {
-    let report = oxport::inspect::run(&src.parse()?, opts).map_err(|e| e.message)?;
-    let out = match format {
-        "json" => report.to_json(),
-        _ => report.to_text(),
-    };
-    println!("{out}");
-    match report.problems.len() {
-        0 => Ok(()),
-        n => Err(format!("{n} problem(s) found in {src}")),
-    }
-}
-
-async fn run_export(
-    addr: &str,
-    case: &casefile::Case,
-    req: &oxport::model::ExportRequest,
-    dest: &mut Destination,
-    answerer: Option<&oxport::client::Answerer>,
-) -> Result<ExportResponse, String> {
-    let mut client = Client::connect(addr).await.map_err(|e| e.to_string())?;
-    client
-        .upload_missing(&case.layer_blobs())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut view = ProgressView::stderr();
-    let mut progress = |p: &Progress| view.event(p);
-    let response = client
-        .export_answering(req, dest, &mut progress, answerer)
-        .await;
-    view.finish();
-    let response = response.map_err(|e| e.to_string())?;
-    info!(
-        target: "oxport::cli",
-        digest = response.get("containerimage.digest").map(String::as_str).unwrap_or(""),
-        "export done"
-    );
-    Ok(response)
 }

@@ -8,14 +8,14 @@
 
 use std::collections::BTreeMap;
 
+use crate::digest::parse_digest;
 use crate::error::{ExportError, Result};
-use crate::export::Progress;
 use crate::model::{
     Attestation, AttestationContent, AttestationKind, BuildResult, ExportRequest, Layer, Origin,
     Subject, SubjectKind,
 };
+use crate::progress::Progress;
 use crate::proto;
-use crate::store::parse_digest;
 
 /// Largest output chunk or upload chunk sent in one message.
 pub const CHUNK_SIZE: usize = 1 << 20;

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use crate::export::Progress;
+use crate::progress::Progress;
 
 /// Width of the bar in characters.
 const BAR: u64 = 24;

@@ -420,7 +420,7 @@ pub fn run(src: &ImageRef, dst: &ImageRef, to: Form, opts: &RemoteOptions) -> Re
     let path_str = path.to_str().ok_or_else(|| {
         ExportError::invalid("destination", format!("{}: not UTF-8", path.display()))
     })?;
-    use crate::client::output::Destination;
+    use crate::destination::Destination;
     let (layout, dest) = if as_dir {
         let (layout, update) = to_layout::prepare(conv.layout, &*source, src, path, dest_ref)?;
         (layout, Destination::create_layout(path_str, update))

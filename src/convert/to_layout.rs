@@ -1,5 +1,5 @@
 //! A conversion written to a layout directory (`oci:DIR[:REF]`), which is
-//! added to what the directory holds (see `client::output::layout_dir`).
+//! added to what the directory holds (see `destination::layout_dir`).
 //!
 //! - The same layout as the source, every entry converted (no reference on
 //!   either side): the new `index.json` is the whole layout and replaces the
@@ -14,7 +14,7 @@ use std::fs;
 use std::path::Path;
 
 use super::reachable;
-use crate::client::output::IndexUpdate;
+use crate::destination::IndexUpdate;
 use crate::error::Result;
 use crate::image::parse;
 use crate::image::write::{BlobData, NewLayout};

@@ -8,8 +8,8 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::ImageSource;
-use crate::client::untar::{check_sum, clean_path, cstr, entry_name, octal};
 use crate::error::{ErrorKind, ExportError, Result};
+use crate::ustar::{check_sum, clean_path, cstr, entry_name, octal};
 
 const BLOCK: u64 = 512;
 /// PAX and GNU long-name records larger than this are refused.

@@ -1,5 +1,5 @@
-//! The entry names of layer tars, for the SBOM supplement
-//! (`assemble::sbom::LayerFiles`).
+//! The entry names of layer tars, for the SBOM supplement (the export step
+//! hands them to `assemble::sbom::LayerFiles` as data).
 //!
 //! Names are read by streaming the stored blob through its decompressor and
 //! the `tar` crate (which follows PAX `path` records and GNU long names as Go's
@@ -11,9 +11,8 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
 
-use crate::assemble::sbom::LayerFiles;
+use crate::blob::BlobSource;
 use crate::error::{ExportError, Result};
-use crate::export::BlobSource;
 use crate::model::Layer;
 use crate::options::Compression;
 
@@ -22,6 +21,10 @@ use super::ExportedLayer;
 
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b, 0x08];
 const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+
+/// The entry names of one platform's layers, lowest first, each under the
+/// digest of its exported blob.
+pub type LayerNames = Vec<(String, Arc<Vec<String>>)>;
 
 /// Entry names of the layers read so far in one export, by input digest.
 #[derive(Default)]
@@ -38,7 +41,7 @@ impl EntryNames {
         exported: &[ExportedLayer],
         ref_key: &str,
         blobs: &dyn BlobSource,
-    ) -> Result<LayerFiles> {
+    ) -> Result<LayerNames> {
         let mut layers = Vec::with_capacity(inputs.len());
         for (j, (input, out)) in inputs.iter().zip(exported).enumerate() {
             let names = match self.by_digest.get(&input.digest) {
@@ -56,9 +59,7 @@ impl EntryNames {
             };
             layers.push((out.descriptor.digest.clone(), names));
         }
-        Ok(LayerFiles::new(
-            layers.iter().map(|(d, n)| (d.clone(), n.iter())),
-        ))
+        Ok(layers)
     }
 }
 
@@ -176,8 +177,17 @@ mod tests {
                     &src,
                 )
                 .unwrap();
-            assert_eq!(files.find("/bin/sh"), Some("sha256:base-out"));
-            assert_eq!(files.find("/app/run"), Some("sha256:app-out"));
+            let files: Vec<(&str, &[String])> = files
+                .iter()
+                .map(|(d, n)| (d.as_str(), n.as_slice()))
+                .collect();
+            assert_eq!(
+                files,
+                [
+                    ("sha256:base-out", &["bin/sh".to_string()][..]),
+                    ("sha256:app-out", &["app/run".to_string()][..]),
+                ]
+            );
         }
         assert_eq!(*src.opened.lock().unwrap(), ["sha256:base", "sha256:app"]);
     }

@@ -14,12 +14,12 @@ use std::sync::{Arc, Mutex};
 
 use tempfile::TempPath;
 
+use crate::blob::BlobSource;
+use crate::direct_io::{BlobReader, DataFile};
 use crate::error::{ExportError, Result};
-use crate::export::BlobSource;
 use crate::model::Layer;
 use crate::oci::Descriptor;
 use crate::options::Compression;
-use crate::store::direct::{BlobReader, DataFile};
 
 /// The annotation BuildKit puts on every layer that went through rewriting.
 pub const REWRITTEN_TIMESTAMP: &str = "buildkit/rewritten-timestamp";

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tonic::Status;
 
-use crate::export::Progress;
+use crate::progress::Progress;
 use crate::proto::{export_event::Event, ExportEvent};
 use crate::wire::{progress_to_proto, CHUNK_SIZE};
 

@@ -17,13 +17,14 @@ use super::admission::ExportQueue;
 use super::output::{ChunkWriter, Events, CHANNEL_DEPTH};
 use super::request_id::RequestId;
 use super::status::to_status;
+use crate::digest::parse_digest;
 use crate::error::{ErrorKind, ExportError};
 use crate::export::{self, ExportEnv};
 use crate::limits::{self, Limits};
 use crate::metrics::{self, Outcome};
 use crate::model;
 use crate::proto::{self, export_event::Event, exporter_server::Exporter};
-use crate::store::{parse_digest, Ingest, RefLock, Store};
+use crate::store::{Ingest, RefLock, Store};
 use crate::wire;
 
 /// How long a second writer of one upload ref waits for the first.
@@ -537,7 +538,7 @@ fn run_export_inner(
     };
     let mut out = ChunkWriter::new(events.clone());
     let progress_events = events.clone();
-    let mut progress = |p: export::Progress| progress_events.progress(&p);
+    let mut progress = |p: crate::progress::Progress| progress_events.progress(&p);
     let result = export::export(req, &env, &mut out, &mut progress).and_then(|resp| {
         std::io::Write::flush(&mut out)?;
         Ok(resp)

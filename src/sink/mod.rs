@@ -11,9 +11,10 @@ pub mod tar;
 use std::io::Write;
 
 use crate::assemble::{Blob, Graph};
+use crate::blob::BlobSource;
 use crate::error::Result;
-use crate::export::{BlobSource, Progress};
 use crate::oci::{self, Descriptor};
+use crate::progress::Progress;
 use crate::reference::Reference;
 
 /// What goes into the archive besides the graph.

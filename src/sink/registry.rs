@@ -23,11 +23,12 @@ use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
 use tracing::{debug, info, info_span, Instrument};
 
 use crate::assemble::{Blob, Graph};
+use crate::blob::BlobSource;
 use crate::error::{ExportError, Result};
-use crate::export::{BlobSource, Progress};
 use crate::layer::LayerSource;
 use crate::oci::Descriptor;
 use crate::options::ReferrersFallback;
+use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::registry::{
     BlobOpen, BlobPush, BytesBlob, ClientOptions, PushContent, RegistryClient, RegistryError,

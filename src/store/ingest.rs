@@ -15,8 +15,8 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 
-use super::direct::DataFile;
 use super::{remove_quietly, HASH_BUF};
+use crate::direct_io::DataFile;
 use crate::error::{ExportError, Result};
 
 /// Uploads at least this large hash on their own thread.

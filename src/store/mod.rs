@@ -26,8 +26,8 @@
 //!   lock is in-process: a state directory belongs to one server process.
 //! - Nothing here holds a whole blob in memory.
 //! - Blob data is written and read around the page cache where the file
-//!   system allows it ([`direct`]); uploads hash on a thread of their own
-//!   while their bytes are written (`ingest`).
+//!   system allows it ([`crate::direct_io`]); uploads hash on a thread of
+//!   their own while their bytes are written (`ingest`).
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -37,34 +37,16 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest as _, Sha256};
 
+use crate::blob::BlobSource;
 use crate::error::{ErrorKind, ExportError, Result};
-use crate::export::BlobSource;
 
-pub mod direct;
 mod ingest;
 
 pub use ingest::Ingest;
 
-const HASH_BUF: usize = 64 * 1024;
+use crate::digest::parse_digest;
 
-/// Checks that `digest` is `sha256:` followed by 64 lowercase hex digits and
-/// returns the hex part. Errors name `field`.
-pub fn parse_digest<'a>(field: &str, digest: &'a str) -> Result<&'a str> {
-    let hex = digest.strip_prefix("sha256:").ok_or_else(|| {
-        ExportError::invalid(
-            field,
-            format!("invalid digest {digest:?}: want sha256:<64 lowercase hex digits>"),
-        )
-    })?;
-    let ok = hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    if !ok {
-        return Err(ExportError::invalid(
-            field,
-            format!("invalid digest {digest:?}: want sha256:<64 lowercase hex digits>"),
-        ));
-    }
-    Ok(hex)
-}
+const HASH_BUF: usize = 64 * 1024;
 
 /// How far an upload has come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -375,7 +357,7 @@ impl BlobSource for Store {
         let path = self
             .blob_path(digest)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.message))?;
-        Ok(Box::new(direct::BlobReader::open(&path)?))
+        Ok(Box::new(crate::direct_io::BlobReader::open(&path)?))
     }
 
     fn size(&self, digest: &str) -> io::Result<Option<u64>> {

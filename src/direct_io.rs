@@ -14,6 +14,9 @@
 //! block back and rewrites it whole. Files under 4 MiB, and file systems
 //! that refuse `O_DIRECT` (tmpfs before Linux 6.6, some FUSE and network
 //! file systems), get ordinary I/O.
+//!
+//! A module of its own, not part of the store: layer export writes its
+//! converted layers the same way, and should not depend on the store for it.
 
 use std::fs::{File, OpenOptions};
 use std::io;

@@ -10,7 +10,9 @@
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
+
+use crate::ustar::{check_sum, clean_path, entry_name, octal};
 
 const BLOCK: usize = 512;
 
@@ -225,70 +227,6 @@ fn round_up(n: u64) -> u64 {
 
 fn bad(msg: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.to_string())
-}
-
-pub(crate) fn cstr(b: &[u8]) -> &[u8] {
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    &b[..end]
-}
-
-pub(crate) fn octal(b: &[u8]) -> io::Result<u64> {
-    let s = std::str::from_utf8(cstr(b)).map_err(|_| bad("bad number in tar header"))?;
-    let s = s.trim_matches(' ');
-    if s.is_empty() {
-        return Ok(0);
-    }
-    u64::from_str_radix(s, 8).map_err(|_| bad("bad number in tar header"))
-}
-
-pub(crate) fn check_sum(h: &[u8]) -> io::Result<()> {
-    let want = octal(&h[148..156])?;
-    let got: u64 = h
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                b' ' as u64
-            } else {
-                b as u64
-            }
-        })
-        .sum();
-    if want != got {
-        return Err(bad("tar header checksum mismatch"));
-    }
-    Ok(())
-}
-
-pub(crate) fn entry_name(h: &[u8]) -> io::Result<String> {
-    let name = cstr(&h[0..100]);
-    let prefix = if &h[257..262] == b"ustar" {
-        cstr(&h[345..500])
-    } else {
-        &[]
-    };
-    let full = if prefix.is_empty() {
-        name.to_vec()
-    } else {
-        [prefix, b"/", name].concat()
-    };
-    String::from_utf8(full).map_err(|_| bad("tar entry name is not UTF-8"))
-}
-
-/// A relative path with no `..`, no root, and something left after cleaning.
-pub(crate) fn clean_path(name: &str) -> io::Result<PathBuf> {
-    let mut out = PathBuf::new();
-    for c in Path::new(name).components() {
-        match c {
-            Component::Normal(p) => out.push(p),
-            Component::CurDir => {}
-            _ => return Err(bad(&format!("unsafe tar entry name {name:?}"))),
-        }
-    }
-    if out.as_os_str().is_empty() {
-        return Err(bad(&format!("empty tar entry name {name:?}")));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

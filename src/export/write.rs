@@ -1,0 +1,87 @@
+//! Step 5 of an export: the assembled graph written to its sink. The `oci`
+//! and `docker` exporters write a layout tar to the output; the `image`
+//! exporter pushes to a registry when asked (and writes nothing).
+
+use std::io::Write;
+
+use crate::assemble::Graph;
+use crate::error::Result;
+use crate::model::ExportRequest;
+use crate::oci::Descriptor;
+use crate::options::ExporterType;
+use crate::progress::Progress;
+use crate::sink;
+use crate::timefmt::Time;
+
+use super::plan::Plan;
+use super::ExportEnv;
+
+/// Writes `graph` where the exporter says; returns the root as it stands
+/// in `index.json` (with its `created` annotation).
+pub(super) fn write_to_sink(
+    req: &ExportRequest,
+    plan: &Plan<'_>,
+    graph: &Graph,
+    env: &ExportEnv<'_>,
+    out: &mut dyn Write,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Descriptor> {
+    let opts = &plan.opts;
+    let root = sink::layout::root_with_created(&graph.root, &created(plan.global_epoch));
+    if opts.exporter != ExporterType::Image {
+        sink::write_oci_tar(
+            graph,
+            &sink::ArchiveSpec {
+                names: &plan.names,
+                root: &root,
+                docker_manifest: opts.exporter == ExporterType::Docker,
+                detached: if opts.attestations_in_index {
+                    &[]
+                } else {
+                    &graph.attestation_manifests
+                },
+            },
+            env.blobs,
+            out,
+            progress,
+        )?;
+        return Ok(root);
+    }
+    if req.attrs.contains_key(crate::options::keys::STORE)
+        || req.attrs.contains_key(crate::options::keys::UNPACK)
+    {
+        tracing::debug!("store and unpack are accepted, but there is no local image store");
+    }
+    if opts.push {
+        sink::registry::push(
+            graph,
+            &sink::registry::PushSpec {
+                names: &plan.names,
+                push_by_digest: opts.push_by_digest,
+                insecure: opts.insecure,
+                referrers_fallback: opts.referrers_fallback,
+                registry: &env.registry,
+            },
+            env.blobs,
+            progress,
+        )?;
+    }
+    Ok(root)
+}
+
+/// The `created` annotation of the root in `index.json`: the epoch, else now.
+fn created(global_epoch: Option<Time>) -> String {
+    global_epoch
+        .unwrap_or_else(|| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            Time::from_unix(now)
+        })
+        .format_seconds()
+}
+
+#[cfg(test)]
+#[path = "write_tests.rs"]
+mod tests;
