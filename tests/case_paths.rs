@@ -5,6 +5,7 @@
 //! size. Each refusal names the field and the file, and writes nothing.
 
 mod harness;
+mod support;
 
 use std::fs;
 use std::os::unix::fs::symlink;

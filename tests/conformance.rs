@@ -28,6 +28,7 @@
 //! `OXPORT_RATCHET_WRITE=1` (never under CI) the list is rewritten from the results.
 
 mod harness;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

@@ -7,6 +7,7 @@
 
 mod grpc_support;
 mod harness;
+mod support;
 
 use std::collections::BTreeMap;
 use std::fs;

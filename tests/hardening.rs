@@ -10,6 +10,7 @@
 
 mod grpc_support;
 mod harness;
+mod support;
 
 use std::time::{Duration, Instant};
 

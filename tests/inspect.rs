@@ -2,6 +2,7 @@
 //! problems it finds in a damaged archive.
 
 mod harness;
+mod support;
 
 use std::fs;
 use std::path::Path;

@@ -5,6 +5,7 @@
 //! error that names the file, in bounded memory.
 
 mod harness;
+mod support;
 
 use std::fs;
 use std::io::Write;

@@ -6,7 +6,7 @@
 mod grpc_support;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -32,15 +32,7 @@ impl Served {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start oxport serve");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                eprintln!("[server] {line}");
-                let _ = tx.send(line);
-            }
-        });
+        let lines = grpc_support::forward_lines(child.stderr.take().unwrap());
         Served { child, lines }
     }
 

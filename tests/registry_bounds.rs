@@ -6,6 +6,7 @@
 //! retry budget; every wait here is bounded.
 
 mod registry_support;
+mod support;
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;

@@ -12,25 +12,17 @@
 //!   fallback tag of each subject must list every pusher's entries.
 
 mod registry_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use registry_support::faults::FaultProxy;
-use registry_support::{example_case, Registry, ACCEPT, BIN};
-
-fn oxport(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).env_remove("RUST_LOG");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run oxport")
-}
+use registry_support::{example_case, oxport, Registry, ACCEPT};
 
 /// Pushes the example to `name`; the process output and the response map.
 fn push(name: &str, env: &[(&str, &str)]) -> (Output, BTreeMap<String, String>) {

@@ -4,6 +4,7 @@
 //! mode and group.
 
 mod grpc_support;
+mod support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -13,34 +14,14 @@ use std::time::Duration;
 use grpc_support::{fixture, ServerProc, BIN};
 use oxport::client::tls::ClientTls;
 use oxport::client::Client;
+use support::openssl;
 use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient};
-
-fn in_ci() -> bool {
-    matches!(std::env::var("CI").as_deref(), Ok("true") | Ok("1"))
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, plus
 /// a second CA and a client certificate it signed (which the server must
 /// refuse). None when `openssl` is missing outside CI.
 fn make_pki(dir: &Path) -> Option<()> {
-    if Command::new("openssl").arg("version").output().is_err() {
-        assert!(!in_ci(), "openssl is required under CI=true");
-        eprintln!("\n!!! NOT CHECKED: TLS tests, because `openssl` is not installed.\n");
-        return None;
-    }
+    support::require_tool("openssl", "TLS and mutual TLS to oxport serve")?;
     std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
     std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
     for ca in ["ca", "other-ca"] {

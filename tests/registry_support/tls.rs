@@ -7,24 +7,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{free_port, missing, which, Registry, ACCEPT, PASSWORD, USER};
+use super::{free_port, Registry, ACCEPT, PASSWORD, USER};
+use crate::support::{openssl, require_tool};
 
 /// A CA with one server and one client certificate, in a temporary directory.
 pub struct Pki {
     pub dir: tempfile::TempDir,
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Signs `name`.pem for `name`.key with the CA, with the given extensions.
@@ -71,12 +59,12 @@ fn issue(dir: &Path, name: &str, subject: &str, ext: &str) {
 }
 
 impl Pki {
-    /// None when `openssl` is missing outside CI.
+    /// None when `openssl` is missing outside CI (a recorded skip).
     pub fn make() -> Option<Pki> {
-        if which("openssl").is_none() {
-            missing("`openssl` is not installed");
-            return None;
-        }
+        require_tool(
+            "openssl",
+            "the registry TLS tests (certificates made by openssl)",
+        )?;
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         openssl(
@@ -204,9 +192,5 @@ impl Pki {
 
 /// True when `curl` can be used (it reads the registry independently).
 pub fn have_curl() -> bool {
-    if which("curl").is_none() {
-        missing("`curl` is not installed");
-        return false;
-    }
-    true
+    require_tool("curl", "reading the TLS registry with curl").is_some()
 }
