@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod bounded;
+pub mod claims;
 pub mod graph;
 
 use std::collections::BTreeMap;
@@ -56,6 +57,35 @@ pub fn validator_py() -> PathBuf {
 // file uses every one).
 #[allow(unused_imports)]
 pub use crate::support::{announce, in_ci, missing, require_tool, which};
+
+/// Exports the fixture `gw_mp_art` (two platforms, artifact attestations) to the OCI
+/// archive `dest` with `attestations-in-index=false`: attestations reachable only
+/// through their subjects, the input of the convert and inspect tests of that form.
+pub fn export_detached(dest: &Path) {
+    let out = Command::new(oxport_bin())
+        .args(["export", "--result"])
+        .arg(fixtures_dir().join("gw_mp_art/case.json"))
+        .arg("--output")
+        .arg(format!(
+            "type=oci,dest={},attestations-in-index=false",
+            dest.display()
+        ))
+        .output()
+        .expect("run oxport export");
+    assert!(
+        out.status.success(),
+        "export of gw_mp_art with attestations-in-index=false: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Makes a named pipe at `p`: an input that blocks whoever opens it for reading, for the
+/// tests that oxport refuses such files instead of hanging.
+pub fn mkfifo(p: &Path) {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
 
 /// Builds the Go program in `dir` (an oracle of the tests) into `exe`; panics with go's
 /// output when it fails.
