@@ -17,6 +17,8 @@
 
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -59,21 +61,6 @@ fn is_executable(p: &Path) -> bool {
     fs::metadata(p)
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
-}
-
-/// Runs the `openssl` command in `dir` (certificates for the TLS tests); panics when
-/// it fails. Callers check for the tool first with [`require_tool`].
-pub fn openssl(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A tool that `purpose` needs. None means it is missing outside CI and the check was
