@@ -11,7 +11,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use grpc_support::BIN;
 use oxport::client::Client;
@@ -37,15 +37,7 @@ impl Served {
     }
 
     fn wait_for(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("the server never logged {text:?}"),
-            }
-        }
+        grpc_support::wait_for_line(&self.lines, text, Duration::from_secs(60))
     }
 
     /// SIGTERM, then waits for the exit.

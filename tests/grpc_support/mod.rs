@@ -46,6 +46,19 @@ pub fn forward_lines(stderr: std::process::ChildStderr) -> mpsc::Receiver<String
     lines
 }
 
+/// The next line from `lines` containing `text`; panics after `timeout`.
+pub fn wait_for_line(lines: &mpsc::Receiver<String>, text: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(text) => return line,
+            Ok(_) => {}
+            Err(_) => panic!("the server never logged {text:?}"),
+        }
+    }
+}
+
 /// A client of the server on the unix socket `socket`, retried for up to 30 s while
 /// the server starts.
 pub async fn connect_unix(socket: &Path) -> Client {
@@ -148,15 +161,7 @@ impl ServerProc {
                 return early.drain(..=i).next_back().unwrap();
             }
         }
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("the server never logged {text:?}"),
-            }
-        }
+        wait_for_line(&self.lines, text, timeout)
     }
 
     pub fn state(&self) -> PathBuf {
