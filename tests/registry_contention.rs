@@ -22,29 +22,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use registry_support::faults::FaultProxy;
-use registry_support::{example_case, oxport, Registry, ACCEPT};
+use registry_support::{Registry, ACCEPT};
 
 /// Pushes the example to `name`; the process output and the response map.
 fn push(name: &str, env: &[(&str, &str)]) -> (Output, BTreeMap<String, String>) {
-    let dir = tempfile::tempdir().unwrap();
-    let meta = dir.path().join("meta.json");
-    let case = example_case();
-    let o = oxport(
-        &[
-            "export",
-            "--result",
-            case.to_str().unwrap(),
-            "--output",
-            &format!("type=image,name={name},push=true"),
-            "--metadata-file",
-            meta.to_str().unwrap(),
-        ],
-        env,
-    );
-    let response = std::fs::read(&meta)
-        .map(|b| serde_json::from_slice(&b).unwrap())
-        .unwrap_or_default();
-    (o, response)
+    registry_support::export_example(&format!("type=image,name={name},push=true"), &[], env)
 }
 
 fn link_of(reg: &Registry, repo: &str, digest: &str) -> PathBuf {

@@ -26,27 +26,9 @@ fn push(
     addr: Option<&str>,
     env: &[(&str, &str)],
 ) -> (Output, BTreeMap<String, String>) {
-    let dir = tempfile::tempdir().unwrap();
-    let meta = dir.path().join("meta.json");
     let output = format!("type=image,name={name},push=true,registry.insecure=true{extra}");
-    let case = example_case();
-    let mut args = vec![
-        "export",
-        "--result",
-        case.to_str().unwrap(),
-        "--output",
-        &output,
-        "--metadata-file",
-        meta.to_str().unwrap(),
-    ];
-    if let Some(a) = addr {
-        args.extend(["--addr", a]);
-    }
-    let o = oxport(&args, env);
-    let response = std::fs::read(&meta)
-        .map(|b| serde_json::from_slice(&b).unwrap())
-        .unwrap_or_default();
-    (o, response)
+    let addr: Vec<&str> = addr.map(|a| vec!["--addr", a]).unwrap_or_default();
+    registry_support::export_example(&output, &addr, env)
 }
 
 fn assert_ok(o: &Output) {
@@ -56,26 +38,12 @@ fn assert_ok(o: &Output) {
 /// The root digest of a tar export of the same result under the same name.
 fn tar_export_digest(name: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let meta = dir.path().join("meta.json");
-    let case = example_case();
-    let o = oxport(
-        &[
-            "export",
-            "--result",
-            case.to_str().unwrap(),
-            "--output",
-            &format!(
-                "type=oci,dest={},name={name}",
-                dir.path().join("o.tar").display()
-            ),
-            "--metadata-file",
-            meta.to_str().unwrap(),
-        ],
-        &[],
+    let output = format!(
+        "type=oci,dest={},name={name}",
+        dir.path().join("o.tar").display()
     );
+    let (o, m) = registry_support::export_example(&output, &[], &[]);
     assert_ok(&o);
-    let m: BTreeMap<String, String> =
-        serde_json::from_slice(&std::fs::read(meta).unwrap()).unwrap();
     m["containerimage.digest"].clone()
 }
 

@@ -82,6 +82,34 @@ pub fn oxport(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     cmd.output().expect("run oxport")
 }
 
+/// `oxport export` of the example with `--output output` and `extra` arguments, in
+/// `env`: the process output and the response map (empty when none was written).
+pub fn export_example(
+    output: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (
+    std::process::Output,
+    std::collections::BTreeMap<String, String>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = dir.path().join("meta.json");
+    let case = example_case();
+    let mut args = vec!["export", "--result", case.to_str().unwrap()];
+    args.extend([
+        "--output",
+        output,
+        "--metadata-file",
+        meta.to_str().unwrap(),
+    ]);
+    args.extend(extra);
+    let o = oxport(&args, env);
+    let response = std::fs::read(&meta)
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .unwrap_or_default();
+    (o, response)
+}
+
 /// The example, uploaded with the library client to the server at `addr` and
 /// exported as `type=image` with `attrs` (a push, with `name` and `push=true`).
 pub fn push_example(
