@@ -39,18 +39,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use harness::cases::*;
 use harness::*;
 use serde_json::Value;
-
-const PENDING: &str = "tests/conformance-pending.txt";
-const EXAMPLE: &str = "examples/two-platform";
-/// The fixtures recorded from a running daemon; their cases are named
-/// `buildkit-daemon/<case>`.
-const DAEMON_SET: &str = "buildkit-daemon";
-
-fn daemon_fixtures_dir() -> PathBuf {
-    repo_root().join("tests/conformance").join(DAEMON_SET)
-}
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Route {
@@ -69,61 +60,6 @@ impl Route {
             Route::Tcp => "tcp",
         }
     }
-}
-
-/// One case: a fixture, or the example build result.
-struct Case {
-    name: String,
-    dir: PathBuf,
-    json: Value,
-}
-
-impl Case {
-    fn exporter(&self) -> &str {
-        self.json["exporter"].as_str().unwrap_or("oci")
-    }
-}
-
-fn load_case(name: String, dir: PathBuf) -> Case {
-    let path = dir.join("case.json");
-    let text = fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    let json =
-        serde_json::from_slice(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()));
-    Case { name, dir, json }
-}
-
-/// The fixture names of one set, sorted; at least `min` of them.
-fn case_names(dir: &Path, min: usize) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("case.json").is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    assert!(
-        names.len() >= min,
-        "only {} fixtures found under {}",
-        names.len(),
-        dir.display()
-    );
-    names
-}
-
-fn load_cases() -> Vec<Case> {
-    let mut cases: Vec<Case> = case_names(&fixtures_dir(), 60)
-        .into_iter()
-        .map(|n| {
-            let dir = fixtures_dir().join(&n);
-            load_case(n, dir)
-        })
-        .collect();
-    for n in case_names(&daemon_fixtures_dir(), 4) {
-        let dir = daemon_fixtures_dir().join(&n);
-        cases.push(load_case(format!("{DAEMON_SET}/{n}"), dir));
-    }
-    cases.push(load_case(EXAMPLE.into(), repo_root().join(EXAMPLE)));
-    cases
 }
 
 /// The tools of the independent checks (None: not installed, outside CI).
@@ -562,31 +498,6 @@ fn run_route(route: Route, cases: &[Case], tools: &Tools) -> CaseResults {
     results
 }
 
-fn read_pending(path: &Path) -> Vec<String> {
-    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("read {PENDING}: {e}"));
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(String::from)
-        .collect()
-}
-
-fn write_pending(path: &Path, failing: &BTreeSet<String>) {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let header: String = text
-        .lines()
-        .take_while(|l| l.starts_with('#') || l.trim().is_empty())
-        .filter(|l| l.starts_with('#'))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let mut out = header;
-    for c in failing {
-        out.push_str(c);
-        out.push('\n');
-    }
-    fs::write(path, out).unwrap_or_else(|e| panic!("write {PENDING}: {e}"));
-}
-
 #[test]
 fn conformance() {
     let tools = tools();
@@ -706,33 +617,6 @@ fn pending_list_names_only_existing_cases() {
     }
     let unique: BTreeSet<&String> = pending.iter().collect();
     assert_eq!(unique.len(), pending.len(), "{PENDING} lists a case twice");
-}
-
-/// The README's headline must state exactly `counts`.
-fn check_readme(counts: &claims::Counts) -> Result<(), String> {
-    let readme = fs::read_to_string(repo_root().join("README.md")).map_err(|e| e.to_string())?;
-    let stated = claims::readme_counts(&readme)?;
-    if stated == *counts {
-        Ok(())
-    } else {
-        Err(format!(
-            "README.md states {}, but the fixtures give {}",
-            stated.describe(),
-            counts.describe()
-        ))
-    }
-}
-
-/// The fixtures by kind, the example and the pending cases left out: what passes.
-fn declared_counts(cases: &[Case], pending: &BTreeSet<String>) -> claims::Counts {
-    let mut counts = claims::Counts::default();
-    for c in cases
-        .iter()
-        .filter(|c| c.name != EXAMPLE && !pending.contains(&c.name))
-    {
-        counts.add(&c.json["expect"], c.name.starts_with(DAEMON_SET));
-    }
-    counts
 }
 
 /// The README states the fixture counts by kind. The full run (`conformance`) checks them

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod bounded;
+pub mod cases;
 pub mod claims;
 pub mod graph;
 
