@@ -5,6 +5,7 @@
 //! size. Each refusal names the field and the file, and writes nothing.
 
 mod harness;
+mod support;
 
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -13,6 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use harness::bounded::{run_bounded, Bounded};
+use harness::mkfifo;
 use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -66,12 +68,6 @@ fn export(dir: &Path, scratch: &Path) -> Bounded {
         LIMIT,
         ADDRESS_SPACE,
     )
-}
-
-fn mkfifo(p: &Path) {
-    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
 }
 
 /// The export failed promptly, naming `field` and saying each of `words`,

@@ -26,26 +26,22 @@
 //! Ratchet: tests/conformance-pending.txt lists the cases that do not pass yet. The test
 //! fails when a listed case passes (shrink the list) or an unlisted case fails. With
 //! `OXPORT_RATCHET_WRITE=1` (never under CI) the list is rewritten from the results.
+//!
+//! The README's headline states the fixtures by kind (byte-identical, modulo compression,
+//! error text, response map); the run fails unless it states exactly the counts of the
+//! fixtures that pass (`harness/claims.rs` reads it).
 
 mod harness;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use harness::cases::*;
 use harness::*;
 use serde_json::Value;
-
-const PENDING: &str = "tests/conformance-pending.txt";
-const EXAMPLE: &str = "examples/two-platform";
-/// The fixtures recorded from a running daemon; their cases are named
-/// `buildkit-daemon/<case>`.
-const DAEMON_SET: &str = "buildkit-daemon";
-
-fn daemon_fixtures_dir() -> PathBuf {
-    repo_root().join("tests/conformance").join(DAEMON_SET)
-}
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Route {
@@ -64,61 +60,6 @@ impl Route {
             Route::Tcp => "tcp",
         }
     }
-}
-
-/// One case: a fixture, or the example build result.
-struct Case {
-    name: String,
-    dir: PathBuf,
-    json: Value,
-}
-
-impl Case {
-    fn exporter(&self) -> &str {
-        self.json["exporter"].as_str().unwrap_or("oci")
-    }
-}
-
-fn load_case(name: String, dir: PathBuf) -> Case {
-    let path = dir.join("case.json");
-    let text = fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    let json =
-        serde_json::from_slice(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()));
-    Case { name, dir, json }
-}
-
-/// The fixture names of one set, sorted; at least `min` of them.
-fn case_names(dir: &Path, min: usize) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("case.json").is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    assert!(
-        names.len() >= min,
-        "only {} fixtures found under {}",
-        names.len(),
-        dir.display()
-    );
-    names
-}
-
-fn load_cases() -> Vec<Case> {
-    let mut cases: Vec<Case> = case_names(&fixtures_dir(), 60)
-        .into_iter()
-        .map(|n| {
-            let dir = fixtures_dir().join(&n);
-            load_case(n, dir)
-        })
-        .collect();
-    for n in case_names(&daemon_fixtures_dir(), 4) {
-        let dir = daemon_fixtures_dir().join(&n);
-        cases.push(load_case(format!("{DAEMON_SET}/{n}"), dir));
-    }
-    cases.push(load_case(EXAMPLE.into(), repo_root().join(EXAMPLE)));
-    cases
 }
 
 /// The tools of the independent checks (None: not installed, outside CI).
@@ -557,31 +498,6 @@ fn run_route(route: Route, cases: &[Case], tools: &Tools) -> CaseResults {
     results
 }
 
-fn read_pending(path: &Path) -> Vec<String> {
-    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("read {PENDING}: {e}"));
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(String::from)
-        .collect()
-}
-
-fn write_pending(path: &Path, failing: &BTreeSet<String>) {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let header: String = text
-        .lines()
-        .take_while(|l| l.starts_with('#') || l.trim().is_empty())
-        .filter(|l| l.starts_with('#'))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let mut out = header;
-    for c in failing {
-        out.push_str(c);
-        out.push('\n');
-    }
-    fs::write(path, out).unwrap_or_else(|e| panic!("write {PENDING}: {e}"));
-}
-
 #[test]
 fn conformance() {
     let tools = tools();
@@ -669,6 +585,12 @@ fn conformance() {
             problems.push(format!("{name} fails: {}", detail.join(" ")));
         }
     }
+    // The README's headline states the kinds of the fixtures that pass on every route.
+    let passing = declared_counts(&cases, &failing);
+    announce(&format!("conformance kinds: {}", passing.describe()));
+    if let Err(e) = check_readme(&passing) {
+        problems.push(e);
+    }
     announce(&format!(
         "conformance ratchet: {} cases, {} passing, {} pending in {PENDING}",
         all.len(),
@@ -697,51 +619,18 @@ fn pending_list_names_only_existing_cases() {
     assert_eq!(unique.len(), pending.len(), "{PENDING} lists a case twice");
 }
 
-/// The README states the fixture counts by kind; they must be the counts of the
-/// fixtures this test runs, so the headline cannot drift from what is checked.
+/// The README states the fixture counts by kind. The full run (`conformance`) checks them
+/// against the results; this checks them against the fixtures without exporting, and
+/// shows that a changed number is caught.
 #[test]
 fn readme_states_the_fixture_counts() {
-    let cases = load_cases();
-    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut daemon = 0;
-    for c in cases.iter().filter(|c| c.name != EXAMPLE) {
-        let e = &c.json["expect"];
-        let kind = if e["error"].is_string() {
-            "error"
-        } else if e["tar"].is_string() {
-            e["match"].as_str().unwrap_or("exact")
-        } else {
-            "response"
-        };
-        *kinds.entry(kind).or_default() += 1;
-        daemon += usize::from(c.name.starts_with(DAEMON_SET));
-    }
-    let total: usize = kinds.values().sum();
-    let n = |k: &str| kinds.get(k).copied().unwrap_or(0);
-    let readme = fs::read_to_string(repo_root().join("README.md"))
-        .unwrap()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    for claim in [
-        format!(
-            "of {total} fixtures ({} constructed, {daemon} recorded",
-            total - daemon
-        ),
-        format!("{} archives are byte-identical", n("exact")),
-        format!(
-            "{} are identical modulo compression",
-            n("modulo-compression")
-        ),
-        format!(
-            "{} give BuildKit's error text and {} its response map",
-            n("error"),
-            n("response")
-        ),
-    ] {
-        assert!(
-            readme.contains(&claim),
-            "README.md does not say {claim:?} ({kinds:?})"
-        );
-    }
+    let pending: BTreeSet<String> = read_pending(&repo_root().join(PENDING))
+        .into_iter()
+        .collect();
+    let counts = declared_counts(&load_cases(), &pending);
+    check_readme(&counts).unwrap_or_else(|e| panic!("{e}"));
+    let readme = fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let phrase = format!("{} archives are byte-identical", counts.exact);
+    let drifted = readme.replace(&phrase, &format!("1{phrase}"));
+    assert_ne!(claims::readme_counts(&drifted), Ok(counts));
 }

@@ -7,6 +7,7 @@
 
 mod grpc_support;
 mod harness;
+mod support;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -260,21 +261,7 @@ fn layouts_convert_in_place_and_by_reference() {
 fn detached_attestations_convert_both_ways() {
     let scratch = tempfile::tempdir().unwrap();
     let detached = scratch.path().join("detached.tar");
-    let out = Command::new(harness::oxport_bin())
-        .args(["export", "--result"])
-        .arg(grpc_support::fixture("gw_mp_art"))
-        .arg("--output")
-        .arg(format!(
-            "type=oci,dest={},attestations-in-index=false",
-            detached.display()
-        ))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    harness::export_detached(&detached);
     let legacy = scratch.path().join("legacy.tar");
     convert("legacy", &archive(&detached), &archive(&legacy));
     let index = &tar_files(&legacy)["index.json"];
@@ -329,18 +316,7 @@ async fn convert_rpc_streams_the_same_bytes() {
     let input = fs::read(harness::fixtures_dir().join("gw_mp_legacy/expected.tar")).unwrap();
     let want = fs::read(harness::fixtures_dir().join("gw_mp_art/expected.tar")).unwrap();
     // Small chunks, so the input spans many messages.
-    let msgs: Vec<ConvertRequest> = input
-        .chunks(1000)
-        .enumerate()
-        .map(|(i, c)| ConvertRequest {
-            to: if i == 0 {
-                "artifact".into()
-            } else {
-                String::new()
-            },
-            chunk: c.to_vec().into(),
-        })
-        .collect();
+    let msgs = grpc_support::corpus::convert_requests(&input, 1000, "artifact");
     let mut stream = rpc
         .convert(tokio_stream::iter(msgs))
         .await

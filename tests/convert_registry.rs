@@ -6,24 +6,21 @@
 
 mod harness;
 mod registry_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
 use registry_support::fake::FakeRegistry;
-use registry_support::{Registry, ACCEPT, BIN};
+use registry_support::{Registry, ACCEPT};
 use serde_json::Value;
 
 const ATTESTATION_TYPE: &str = "application/vnd.docker.attestation.manifest.v1+json";
 const REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
 
 fn oxport(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run oxport")
+    registry_support::oxport(args, &[])
 }
 
 fn assert_ok(o: &Output, what: &str) {

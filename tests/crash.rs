@@ -9,8 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use grpc_support::{blob, digest_of, BIN};
-use oxport::client::Client;
+use grpc_support::{blob, connect_unix, digest_of, BIN};
 
 fn start(state: &Path, socket: &Path) -> Child {
     Command::new(BIN)
@@ -22,18 +21,6 @@ fn start(state: &Path, socket: &Path) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("start oxport serve")
-}
-
-async fn connect(socket: &Path) -> Client {
-    let addr = format!("unix://{}", socket.display());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match Client::connect(&addr).await {
-            Ok(c) => return c,
-            Err(e) if Instant::now() > deadline => panic!("connect {addr}: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
 }
 
 /// Every committed blob hashes to its name.
@@ -64,7 +51,7 @@ async fn sigkill_mid_upload_leaves_a_consistent_store() {
     std::fs::write(&path, &data).unwrap();
 
     let mut server = start(&state, &socket);
-    let mut client = connect(&socket).await;
+    let mut client = connect_unix(&socket).await;
     let upload = {
         let (digest, path) = (digest.clone(), path.clone());
         tokio::spawn(async move { client.upload_blob(&digest, data.len() as u64, &path).await })
@@ -94,7 +81,7 @@ async fn sigkill_mid_upload_leaves_a_consistent_store() {
     );
 
     let mut server = start(&state, &socket);
-    let mut client = connect(&socket).await;
+    let mut client = connect_unix(&socket).await;
     assert_eq!(
         check_store(&state),
         0,

@@ -12,8 +12,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use grpc_support::{blob, digest_of, BIN};
-use oxport::client::Client;
+use grpc_support::{blob, connect_unix, digest_of, BIN};
 
 const STEPS: [&str; 4] = [
     "after-write",
@@ -36,18 +35,6 @@ fn start(state: &Path, socket: &Path, crash_at: Option<&str>) -> Child {
         None => cmd.env_remove("OXPORT_TEST_CRASH_AT"),
     };
     cmd.spawn().expect("start oxport serve")
-}
-
-async fn connect(socket: &Path) -> Client {
-    let addr = format!("unix://{}", socket.display());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match Client::connect(&addr).await {
-            Ok(c) => return c,
-            Err(e) if Instant::now() > deadline => panic!("connect {addr}: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
 }
 
 /// The committed blobs, each checked to hash to its name.
@@ -96,14 +83,14 @@ async fn a_crash_at_any_step_of_a_commit_loses_nothing_committed() {
             std::fs::write(&path, &data).unwrap();
 
             let mut server = start(&state, &socket, Some(step));
-            let mut client = connect(&socket).await;
+            let mut client = connect_unix(&socket).await;
             let r = client.upload_blob(&digest, data.len() as u64, &path).await;
             let status = wait_exit(&mut server);
             assert!(r.is_err(), "round {round}, {step}: the upload succeeded");
             assert!(!status.success(), "round {round}, {step}: {status:?}");
 
             let mut server = start(&state, &socket, None);
-            let mut client = connect(&socket).await;
+            let mut client = connect_unix(&socket).await;
             let now = committed(&state);
             let lost: Vec<&String> = kept.difference(&now).collect();
             assert!(lost.is_empty(), "round {round}, {step}: lost {lost:?}");

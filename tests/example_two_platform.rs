@@ -3,6 +3,7 @@
 //! its README promises. Its export is part of tests/conformance.rs.
 
 mod harness;
+mod support;
 
 use std::process::Command;
 

@@ -10,6 +10,7 @@
 
 mod grpc_support;
 mod harness;
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -93,29 +94,8 @@ async fn convert_rpc(
     rpc: &mut ExporterClient<tonic::transport::Channel>,
     input: Vec<u8>,
 ) -> Option<tonic::Status> {
-    let msgs: Vec<proto::ConvertRequest> = input
-        .chunks(1 << 20)
-        .enumerate()
-        .map(|(i, c)| proto::ConvertRequest {
-            to: if i == 0 {
-                "artifact".into()
-            } else {
-                String::new()
-            },
-            chunk: c.to_vec().into(),
-        })
-        .collect();
-    let mut stream = match rpc.convert(tokio_stream::iter(msgs)).await {
-        Ok(s) => s.into_inner(),
-        Err(s) => return Some(s),
-    };
-    loop {
-        match stream.message().await {
-            Ok(Some(_)) => {}
-            Ok(None) => return None,
-            Err(s) => return Some(s),
-        }
-    }
+    let msgs = corpus::convert_requests(&input, 1 << 20, "artifact");
+    corpus::stream_error(rpc.convert(tokio_stream::iter(msgs)).await).await
 }
 
 /// Runs `f` within a guard far above its normal time: a hang fails the test

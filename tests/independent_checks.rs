@@ -7,6 +7,7 @@
 //!   attested-index check rejects a tampered archive.
 
 mod harness;
+mod support;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -2,6 +2,7 @@
 //! problems it finds in a damaged archive.
 
 mod harness;
+mod support;
 
 use std::fs;
 use std::path::Path;
@@ -108,21 +109,7 @@ fn the_tree_shows_platforms_and_both_forms() {
 fn detached_attestations_are_referrers() {
     let scratch = tempfile::tempdir().unwrap();
     let tar = scratch.path().join("detached.tar");
-    let out = Command::new(harness::oxport_bin())
-        .args(["export", "--result"])
-        .arg(harness::fixtures_dir().join("gw_mp_art/case.json"))
-        .arg("--output")
-        .arg(format!(
-            "type=oci,dest={},attestations-in-index=false",
-            tar.display()
-        ))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    harness::export_detached(&tar);
     let (report, ok) = inspect_json(&format!("oci-archive:{}", tar.display()));
     assert!(ok, "{report}");
     let referrers = report["referrers"].as_array().unwrap();

@@ -6,6 +6,7 @@
 //! refused untouched.
 
 mod harness;
+mod support;
 
 use std::collections::BTreeMap;
 use std::fs;

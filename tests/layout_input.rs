@@ -5,6 +5,7 @@
 //! error that names the file, in bounded memory.
 
 mod harness;
+mod support;
 
 use std::fs;
 use std::io::Write;
@@ -14,6 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use harness::bounded::{run_bounded, Bounded};
+use harness::mkfifo;
 
 const LIMIT: Duration = Duration::from_secs(30);
 const ADDRESS_SPACE: u64 = 1 << 30;
@@ -45,12 +47,6 @@ fn convert(dir: &Path, scratch: &Path) -> Bounded {
         LIMIT,
         ADDRESS_SPACE,
     )
-}
-
-fn mkfifo(p: &Path) {
-    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
 }
 
 /// The run failed promptly, in little memory, saying `words` about `file`.

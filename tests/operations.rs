@@ -6,12 +6,12 @@
 mod grpc_support;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use grpc_support::BIN;
 use oxport::client::Client;
@@ -32,28 +32,12 @@ impl Served {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start oxport serve");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                eprintln!("[server] {line}");
-                let _ = tx.send(line);
-            }
-        });
+        let lines = grpc_support::forward_lines(child.stderr.take().unwrap());
         Served { child, lines }
     }
 
     fn wait_for(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("the server never logged {text:?}"),
-            }
-        }
+        grpc_support::wait_for_line(&self.lines, text, Duration::from_secs(60))
     }
 
     /// SIGTERM, then waits for the exit.

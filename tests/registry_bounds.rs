@@ -6,6 +6,7 @@
 //! retry budget; every wait here is bounded.
 
 mod registry_support;
+mod support;
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -161,11 +162,8 @@ fn bounded_oxport(args: &[&str], env: &[(&str, &str)]) -> Option<std::process::O
     }
 }
 
-#[test]
-fn a_manifest_body_that_stalls_halfway_is_read_again() {
-    let Some(reg) = Registry::start(false) else {
-        return;
-    };
+/// Pushes the example to `demo:v1` on `reg` directly (no fault in between).
+fn push_demo(reg: &Registry) {
     let case = registry_support::example_case();
     let name = format!("{}/demo:v1", reg.host());
     let out = bounded_oxport(
@@ -184,6 +182,14 @@ fn a_manifest_body_that_stalls_halfway_is_read_again() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn a_manifest_body_that_stalls_halfway_is_read_again() {
+    let Some(reg) = Registry::start(false) else {
+        return;
+    };
+    push_demo(&reg);
 
     // The first answer for the tag stops halfway and stays silent for longer
     // than the guard; the second is whole.
@@ -234,24 +240,7 @@ fn a_statement_longer_than_announced_is_cut_off_at_its_size() {
     let Some(reg) = Registry::start(false) else {
         return;
     };
-    let case = registry_support::example_case();
-    let name = format!("{}/demo:v1", reg.host());
-    let out = bounded_oxport(
-        &[
-            "export",
-            "--result",
-            case.to_str().unwrap(),
-            "--output",
-            &format!("type=image,name={name},push=true"),
-        ],
-        &[],
-    )
-    .expect("the push ends");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    push_demo(&reg);
     let (_, index) = reg.manifest("demo", "v1").unwrap();
     let attestation = index["manifests"]
         .as_array()

@@ -3,6 +3,7 @@
 //! A real docker-registry with Basic auth and a real `oxport serve`.
 
 mod registry_support;
+mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -64,10 +65,7 @@ fn pushes_with_the_callers_credentials_only() {
     };
     // The server's own Docker config has good credentials; with a request
     // that brings its own, they must not be used.
-    let config = tempfile::tempdir().unwrap();
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
-    let json = serde_json::json!({"auths": {reg.host(): {"auth": auth}}});
-    std::fs::write(config.path().join("config.json"), json.to_string()).unwrap();
+    let config = docker_config(&reg.host(), USER, PASSWORD);
     let server = Server::start_with(
         &["--docker-credentials"],
         &[
@@ -234,10 +232,7 @@ fn the_cli_answers_from_the_users_docker_config() {
         return;
     };
     let server = Server::start_with(&[], &[]);
-    let config = tempfile::tempdir().unwrap();
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
-    let json = serde_json::json!({"auths": {reg.host(): {"auth": auth}}});
-    std::fs::write(config.path().join("config.json"), json.to_string()).unwrap();
+    let config = docker_config(&reg.host(), USER, PASSWORD);
     let out = std::process::Command::new(BIN)
         .args(["export", "--addr", &server.addr, "--result"])
         .arg(example_case())

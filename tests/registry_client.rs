@@ -4,6 +4,7 @@
 //! referrers probe.
 
 mod registry_support;
+mod support;
 
 use registry_support::{KillProxy, Registry};
 

@@ -12,47 +12,21 @@
 //!   fallback tag of each subject must list every pusher's entries.
 
 mod registry_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use registry_support::faults::FaultProxy;
-use registry_support::{example_case, Registry, ACCEPT, BIN};
-
-fn oxport(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).env_remove("RUST_LOG");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run oxport")
-}
+use registry_support::{Registry, ACCEPT};
 
 /// Pushes the example to `name`; the process output and the response map.
 fn push(name: &str, env: &[(&str, &str)]) -> (Output, BTreeMap<String, String>) {
-    let dir = tempfile::tempdir().unwrap();
-    let meta = dir.path().join("meta.json");
-    let case = example_case();
-    let o = oxport(
-        &[
-            "export",
-            "--result",
-            case.to_str().unwrap(),
-            "--output",
-            &format!("type=image,name={name},push=true"),
-            "--metadata-file",
-            meta.to_str().unwrap(),
-        ],
-        env,
-    );
-    let response = std::fs::read(&meta)
-        .map(|b| serde_json::from_slice(&b).unwrap())
-        .unwrap_or_default();
-    (o, response)
+    registry_support::export_example(&format!("type=image,name={name},push=true"), &[], env)
 }
 
 fn link_of(reg: &Registry, repo: &str, digest: &str) -> PathBuf {

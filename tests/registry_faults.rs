@@ -5,12 +5,13 @@
 //! retries, or fails with UNAVAILABLE and moves no tag.
 
 mod registry_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use registry_support::faults::{Fault, FaultProxy, Rule};
-use registry_support::{example_case, Registry, Server, ACCEPT, PASSWORD, USER};
+use registry_support::{Registry, Server, ACCEPT, PASSWORD, USER};
 
 /// Short retry delays, four attempts in all.
 const BUDGET: &[(&str, &str)] = &[
@@ -30,35 +31,19 @@ fn rule(method: &'static str, path: &str, skip: usize, times: usize, fault: Faul
 
 /// A Docker config with the registry's Basic credentials for `host`.
 fn docker_config(host: &str) -> tempfile::TempDir {
-    use base64::Engine as _;
-    let dir = tempfile::tempdir().unwrap();
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
-    let json = serde_json::json!({"auths": {host: {"auth": auth}}});
-    std::fs::write(dir.path().join("config.json"), json.to_string()).unwrap();
-    dir
+    registry_support::docker_config(host, USER, PASSWORD)
 }
 
 /// The example pushed through a server to `name`.
 fn push(addr: &str, name: &str) -> Result<BTreeMap<String, String>, oxport::client::ClientError> {
-    let case = oxport::casefile::load(&example_case()).unwrap();
-    let mut req = case.request.clone();
-    req.exporter = "image".into();
-    for (k, v) in [
-        ("name", name),
-        ("push", "true"),
-        ("registry.insecure", "true"),
-    ] {
-        req.attrs.insert(k.to_string(), v.to_string());
-    }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut client = oxport::client::Client::connect(addr).await?;
-        client.upload_missing(&case.layer_blobs()).await?;
-        client.export(&req, &mut std::io::sink(), &mut |_| {}).await
-    })
+    registry_support::push_example(
+        addr,
+        &[
+            ("name", name),
+            ("push", "true"),
+            ("registry.insecure", "true"),
+        ],
+    )
 }
 
 /// Every manifest and blob reachable from `digest` is in the repository and

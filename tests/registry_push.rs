@@ -4,23 +4,15 @@
 //! double. skopeo reads the pushed image independently.
 
 mod registry_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
 
 use registry_support::fake::FakeRegistry;
-use registry_support::{example_case, missing, KillProxy, Registry, Server, BIN, PASSWORD, USER};
+use registry_support::{example_case, oxport, KillProxy, Registry, Server, PASSWORD, USER};
 
 const ATTESTATION_TYPE: &str = "application/vnd.docker.attestation.manifest.v1+json";
-
-fn oxport(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).env_remove("RUST_LOG");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run oxport")
-}
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -34,27 +26,9 @@ fn push(
     addr: Option<&str>,
     env: &[(&str, &str)],
 ) -> (Output, BTreeMap<String, String>) {
-    let dir = tempfile::tempdir().unwrap();
-    let meta = dir.path().join("meta.json");
     let output = format!("type=image,name={name},push=true,registry.insecure=true{extra}");
-    let case = example_case();
-    let mut args = vec![
-        "export",
-        "--result",
-        case.to_str().unwrap(),
-        "--output",
-        &output,
-        "--metadata-file",
-        meta.to_str().unwrap(),
-    ];
-    if let Some(a) = addr {
-        args.extend(["--addr", a]);
-    }
-    let o = oxport(&args, env);
-    let response = std::fs::read(&meta)
-        .map(|b| serde_json::from_slice(&b).unwrap())
-        .unwrap_or_default();
-    (o, response)
+    let addr: Vec<&str> = addr.map(|a| vec!["--addr", a]).unwrap_or_default();
+    registry_support::export_example(&output, &addr, env)
 }
 
 fn assert_ok(o: &Output) {
@@ -64,26 +38,12 @@ fn assert_ok(o: &Output) {
 /// The root digest of a tar export of the same result under the same name.
 fn tar_export_digest(name: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let meta = dir.path().join("meta.json");
-    let case = example_case();
-    let o = oxport(
-        &[
-            "export",
-            "--result",
-            case.to_str().unwrap(),
-            "--output",
-            &format!(
-                "type=oci,dest={},name={name}",
-                dir.path().join("o.tar").display()
-            ),
-            "--metadata-file",
-            meta.to_str().unwrap(),
-        ],
-        &[],
+    let output = format!(
+        "type=oci,dest={},name={name}",
+        dir.path().join("o.tar").display()
     );
+    let (o, m) = registry_support::export_example(&output, &[], &[]);
     assert_ok(&o);
-    let m: BTreeMap<String, String> =
-        serde_json::from_slice(&std::fs::read(meta).unwrap()).unwrap();
     m["containerimage.digest"].clone()
 }
 
@@ -158,25 +118,22 @@ fn push_matches_the_tar_export_and_leaves_fallback_tags() {
     assert_eq!(tagged, digest);
 
     // skopeo, an independent reader, sees the same bytes.
-    match which_skopeo() {
-        Some(skopeo) => {
-            let out = Command::new(skopeo)
-                .args([
-                    "inspect",
-                    "--raw",
-                    &format!("docker://{name}"),
-                    "--tls-verify=false",
-                ])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "skopeo: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert_eq!(registry_support::sha256(&out.stdout), digest);
-        }
-        None => missing("`skopeo` is not installed"),
+    if let Some(skopeo) = support::require_tool("skopeo", "skopeo reading the pushed index") {
+        let out = Command::new(skopeo)
+            .args([
+                "inspect",
+                "--raw",
+                &format!("docker://{name}"),
+                "--tls-verify=false",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "skopeo: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(registry_support::sha256(&out.stdout), digest);
     }
 
     // One fallback tag per image manifest, listing its attestation manifest.
@@ -216,12 +173,6 @@ fn push_matches_the_tar_export_and_leaves_fallback_tags() {
     for image in &images {
         assert_eq!(fallback_entries(&reg, "demo", image).len(), 1);
     }
-}
-
-fn which_skopeo() -> Option<std::path::PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join("skopeo"))
-        .find(|p| p.is_file())
 }
 
 #[test]
@@ -276,13 +227,7 @@ fn basic_auth_pushes_and_a_wrong_password_moves_no_tag() {
     let Some(reg) = Registry::start(true) else {
         return;
     };
-    let config = |password: &str| {
-        let dir = tempfile::tempdir().unwrap();
-        let auth = base64_encode(&format!("{USER}:{password}"));
-        let json = serde_json::json!({"auths": {reg.host(): {"auth": auth}}});
-        std::fs::write(dir.path().join("config.json"), json.to_string()).unwrap();
-        dir
-    };
+    let config = |password: &str| registry_support::docker_config(&reg.host(), USER, password);
     let good = config(PASSWORD);
     let good_env = [("DOCKER_CONFIG", good.path().to_str().unwrap())];
     let name = format!("{}/secure:v1", reg.host());
@@ -336,39 +281,19 @@ fn basic_auth_pushes_and_a_wrong_password_moves_no_tag() {
     );
 }
 
-fn base64_encode(s: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
-
 /// One export through the library client, with extra attributes.
 fn export_via(
     addr: &str,
     name: &str,
     attrs: &[(&str, &str)],
 ) -> Result<BTreeMap<String, String>, oxport::client::ClientError> {
-    let case = oxport::casefile::load(&example_case()).unwrap();
-    let mut req = case.request.clone();
-    req.exporter = "image".into();
-    for (k, v) in [
+    let base = [
         ("name", name),
         ("push", "true"),
         ("registry.insecure", "true"),
-    ]
-    .iter()
-    .chain(attrs)
-    {
-        req.attrs.insert(k.to_string(), v.to_string());
-    }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut client = oxport::client::Client::connect(addr).await?;
-        client.upload_missing(&case.layer_blobs()).await?;
-        client.export(&req, &mut std::io::sink(), &mut |_| {}).await
-    })
+    ];
+    let all: Vec<(&str, &str)> = base.iter().chain(attrs).copied().collect();
+    registry_support::push_example(addr, &all)
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! What was pushed is read back with curl.
 
 mod registry_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,12 +17,7 @@ use registry_support::{example_case, KillProxy, Registry, Server, BIN, PASSWORD,
 
 /// A Docker config with the test credentials for `host`.
 fn docker_config(host: &str) -> tempfile::TempDir {
-    use base64::Engine as _;
-    let dir = tempfile::tempdir().unwrap();
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
-    let json = serde_json::json!({"auths": {host: {"auth": auth}}});
-    std::fs::write(dir.path().join("config.json"), json.to_string()).unwrap();
-    dir
+    registry_support::docker_config(host, USER, PASSWORD)
 }
 
 /// oxport with the credentials of `config`, a short retry budget and `env`.
@@ -292,20 +288,7 @@ fn export_via(
     addr: &str,
     name: &str,
 ) -> Result<BTreeMap<String, String>, oxport::client::ClientError> {
-    let case = oxport::casefile::load(&example_case()).unwrap();
-    let mut req = case.request.clone();
-    req.exporter = "image".into();
-    req.attrs.insert("name".into(), name.into());
-    req.attrs.insert("push".into(), "true".into());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut client = oxport::client::Client::connect(addr).await?;
-        client.upload_missing(&case.layer_blobs()).await?;
-        client.export(&req, &mut std::io::sink(), &mut |_| {}).await
-    })
+    registry_support::push_example(addr, &[("name", name), ("push", "true")])
 }
 
 #[test]

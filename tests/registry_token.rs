@@ -5,10 +5,10 @@
 //! package has no token server to pair it with.
 
 mod registry_support;
+mod support;
 
 use std::process::Command;
 
-use base64::Engine as _;
 use registry_support::fake::FakeRegistry;
 use registry_support::{example_case, BIN};
 
@@ -17,11 +17,7 @@ const PASSWORD: &str = "s3cret-token-pass";
 
 /// A Docker config directory whose `auths` hold `user:password` for `host`.
 fn docker_config(host: &str, password: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{password}"));
-    let config = serde_json::json!({"auths": {host: {"auth": auth}}});
-    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
-    dir
+    registry_support::docker_config(host, USER, password)
 }
 
 fn push(host: &str, config: &std::path::Path) -> std::process::Output {

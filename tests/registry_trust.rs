@@ -4,22 +4,13 @@
 //! `docker-registry`.
 
 mod registry_support;
+mod support;
 
-use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use registry_support::faults::FaultProxy;
-use registry_support::{example_case, free_port, KillProxy, Registry, BIN, PASSWORD, USER};
-
-fn oxport(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).env_remove("RUST_LOG");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run oxport")
-}
+use registry_support::{example_case, free_port, oxport, KillProxy, Registry, PASSWORD, USER};
 
 fn basic() -> String {
     use base64::Engine as _;
@@ -58,9 +49,7 @@ fn upload_locations_on_another_origin_get_no_credentials() {
     let Some(reg) = Registry::start_with(true, port, &http_extra) else {
         return;
     };
-    let config = tempfile::tempdir().unwrap();
-    let json = serde_json::json!({"auths": {reg.host(): {"auth": basic()}}});
-    std::fs::write(config.path().join("config.json"), json.to_string()).unwrap();
+    let config = registry_support::docker_config(&reg.host(), USER, PASSWORD);
 
     let case = example_case();
     let out = oxport(

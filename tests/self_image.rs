@@ -2,6 +2,8 @@
 //! skopeo reads and copies the result; the binary in the layer is the built
 //! binary byte for byte; the config, SBOM and provenance say what they must.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
@@ -20,20 +22,6 @@ fn run(cmd: &mut Command) -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
-}
-
-fn have_skopeo() -> bool {
-    let ok = Command::new("skopeo")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok && std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("skopeo is not installed: run `bash tests/run.sh`");
-    }
-    if !ok {
-        eprintln!("\n!!! NOT CHECKED with skopeo: not installed (bash tests/run.sh installs it)\n");
-    }
-    ok
 }
 
 /// A blob of an OCI layout directory.
@@ -85,8 +73,12 @@ fn self_image_is_readable_by_skopeo_and_holds_the_built_binary() {
         .to_string();
 
     let layout = dir.path().join("copy");
-    if have_skopeo() {
-        let raw = run(Command::new("skopeo")
+    // Without skopeo the content is still checked, from the archive unpacked by hand;
+    // only skopeo's reading is skipped.
+    if let Some(skopeo) =
+        support::require_tool("skopeo", "skopeo reading and copying the self image")
+    {
+        let raw = run(Command::new(&skopeo)
             .args(["inspect", "--raw"])
             .arg(format!("oci-archive:{}", archive.display())));
         assert_eq!(
@@ -95,12 +87,11 @@ fn self_image_is_readable_by_skopeo_and_holds_the_built_binary() {
         );
         let index: Value = serde_json::from_slice(&raw).unwrap();
         assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
-        run(Command::new("skopeo")
+        run(Command::new(&skopeo)
             .args(["copy", "--all", "--quiet"])
             .arg(format!("oci-archive:{}", archive.display()))
             .arg(format!("oci:{}:self", layout.display())));
     } else {
-        // Still check the content, from the archive unpacked by hand.
         let tar = std::fs::read(&archive).unwrap();
         std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
         walk(&tar, &mut |name, _, data| {

@@ -10,13 +10,14 @@
 //! type errors, escapes kept in ids), and the documents Go cannot write back.
 
 mod harness;
+mod support;
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
 
-use harness::{announce, repo_root, require_tool};
+use harness::{announce, go_build, repo_root, require_tool};
 use oxport::assemble::sbom::{supplement, LayerFiles};
 
 fn corpus() -> Vec<PathBuf> {
@@ -58,18 +59,8 @@ fn supplement_matches_the_go_library() {
     let dir = repo_root().join("tests/spdx-oracle");
     let bin = tempfile::tempdir().unwrap();
     let exe = bin.path().join("spdx-oracle");
-    let build = Command::new(&go)
-        .current_dir(&dir)
-        .args(["build", "-o"])
-        .arg(&exe)
-        .arg(".")
-        .output()
-        .unwrap();
-    assert!(
-        build.status.success(),
-        "go build tests/spdx-oracle: {}",
-        String::from_utf8_lossy(&build.stderr)
-    );
+    // The SPDX library comes through the module proxy (pinned in go.mod).
+    go_build(&go, &dir, &exe, &[]);
     let out = Command::new(&exe).args(&files).output().unwrap();
     assert!(
         out.status.success(),

@@ -5,11 +5,12 @@
 //! follow is streamed by the same writer for every size.
 
 mod harness;
+mod support;
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use harness::{announce, missing, repo_root, which};
+use harness::{announce, go_build, missing, repo_root, which};
 use oxport::sink::tar::header_blocks;
 
 const GIB: u64 = 1 << 30;
@@ -33,19 +34,12 @@ fn header_blocks_match_go_archive_tar() {
     };
     let bin = tempfile::tempdir().unwrap();
     let exe = bin.path().join("tar-oracle");
-    let build = Command::new(&go)
-        .current_dir(repo_root().join("tests/tar-oracle"))
-        .env("GOTOOLCHAIN", "local")
-        .env("GOPROXY", "off")
-        .args(["build", "-o"])
-        .arg(&exe)
-        .arg(".")
-        .output()
-        .unwrap();
-    assert!(
-        build.status.success(),
-        "go build tests/tar-oracle: {}",
-        String::from_utf8_lossy(&build.stderr)
+    // Standard library only: nothing may be downloaded.
+    go_build(
+        &go,
+        &repo_root().join("tests/tar-oracle"),
+        &exe,
+        &[("GOTOOLCHAIN", "local"), ("GOPROXY", "off")],
     );
 
     let blob = format!("blobs/sha256/{}", "0123456789abcdef".repeat(4));

@@ -4,6 +4,7 @@
 //! mode and group.
 
 mod grpc_support;
+mod support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -13,97 +14,26 @@ use std::time::Duration;
 use grpc_support::{fixture, ServerProc, BIN};
 use oxport::client::tls::ClientTls;
 use oxport::client::Client;
+use support::pki::{issue, make_ca};
 use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient};
-
-fn in_ci() -> bool {
-    matches!(std::env::var("CI").as_deref(), Ok("true") | Ok("1"))
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, plus
 /// a second CA and a client certificate it signed (which the server must
 /// refuse). None when `openssl` is missing outside CI.
 fn make_pki(dir: &Path) -> Option<()> {
-    if Command::new("openssl").arg("version").output().is_err() {
-        assert!(!in_ci(), "openssl is required under CI=true");
-        eprintln!("\n!!! NOT CHECKED: TLS tests, because `openssl` is not installed.\n");
-        return None;
-    }
-    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    for ca in ["ca", "other-ca"] {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN=oxport test {ca}"),
-                "-keyout",
-                &format!("{ca}.key"),
-                "-out",
-                &format!("{ca}.pem"),
-            ],
-        );
-    }
-    for (name, ca, ext) in [
-        ("server", "ca", "server.ext"),
-        ("client", "ca", "client.ext"),
-        ("stranger", "other-ca", "client.ext"),
-    ] {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                &format!("/CN={name}"),
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-            ],
-        );
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                &format!("{ca}.pem"),
-                "-CAkey",
-                &format!("{ca}.key"),
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                ext,
-                "-out",
-                &format!("{name}.pem"),
-            ],
-        );
-    }
+    support::require_tool("openssl", "TLS and mutual TLS to oxport serve")?;
+    make_ca(dir, "ca", "/CN=oxport test ca");
+    make_ca(dir, "other-ca", "/CN=oxport test other-ca");
+    let client = "extendedKeyUsage=clientAuth\n";
+    issue(
+        dir,
+        "ca",
+        "server",
+        "/CN=server",
+        "subjectAltName=IP:127.0.0.1\n",
+    );
+    issue(dir, "ca", "client", "/CN=client", client);
+    issue(dir, "other-ca", "stranger", "/CN=stranger", client);
     Some(())
 }
 

@@ -117,14 +117,11 @@ impl Drop for Registry {
     }
 }
 
-/// Runs `sh -c script` and returns its wall time; panics when it fails.
-/// Writes back what earlier steps left dirty in the page cache, so that the
-/// kernel's writeback of one step does not land in the time of the next,
-/// then waits a while: on virtual machines with free-page reporting, memory
-/// freed by the previous step (its deleted files) goes back to the host over
-/// a few seconds, and a step that runs before that writes into warm pages
-/// that the next one would not get. Every timed step, ours and the
-/// references', starts from the same state.
+/// `sync`, then a 10 s sleep, before every timed step (ours and the
+/// references'), and nothing else: the page cache is not dropped. The sync is
+/// meant to keep the kernel's writeback of one step out of the time of the
+/// next; the sleep is meant to give a virtual machine with free-page reporting
+/// time to return the memory the previous step freed.
 pub fn settle() {
     let _ = Command::new("sync").status();
     std::thread::sleep(SETTLE);
@@ -140,6 +137,8 @@ pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     (out, t0.elapsed())
 }
 
+/// Runs `sh -c script` after [`settle`] and returns its wall time; panics
+/// when it fails.
 pub fn timed_shell(script: &str) -> Duration {
     settle();
     let started = Instant::now();

@@ -145,7 +145,14 @@ pub async fn export_error(
     client: &mut ExporterClient<Channel>,
     req: proto::ExportRequest,
 ) -> Option<tonic::Status> {
-    let mut stream = match client.export(req).await {
+    stream_error(client.export(req).await).await
+}
+
+/// Reads a server stream to its end: the call's error or the stream's, if any.
+pub async fn stream_error<T>(
+    call: Result<tonic::Response<tonic::Streaming<T>>, tonic::Status>,
+) -> Option<tonic::Status> {
+    let mut stream = match call {
         Ok(r) => r.into_inner(),
         Err(s) => return Some(s),
     };
@@ -156,6 +163,19 @@ pub async fn export_error(
             Err(s) => return Some(s),
         }
     }
+}
+
+/// The messages of a Convert call: `input` in pieces of `chunk` bytes, the target form
+/// `to` in the first.
+pub fn convert_requests(input: &[u8], chunk: usize, to: &str) -> Vec<proto::ConvertRequest> {
+    input
+        .chunks(chunk)
+        .enumerate()
+        .map(|(i, c)| proto::ConvertRequest {
+            to: if i == 0 { to.into() } else { String::new() },
+            chunk: c.to_vec().into(),
+        })
+        .collect()
 }
 
 pub fn check(

@@ -31,6 +31,48 @@ pub fn expected(case: &Path) -> serde_json::Value {
     v["expect"].clone()
 }
 
+/// The lines of a server's stderr, echoed (captured by the test harness) and sent to
+/// the returned channel. The reader drains to the end even when nobody listens, so the
+/// server never blocks on a full pipe.
+pub fn forward_lines(stderr: std::process::ChildStderr) -> mpsc::Receiver<String> {
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            eprintln!("[server] {line}");
+            let _ = tx.send(line);
+        }
+    });
+    lines
+}
+
+/// The next line from `lines` containing `text`; panics after `timeout`.
+pub fn wait_for_line(lines: &mpsc::Receiver<String>, text: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(text) => return line,
+            Ok(_) => {}
+            Err(_) => panic!("the server never logged {text:?}"),
+        }
+    }
+}
+
+/// A client of the server on the unix socket `socket`, retried for up to 30 s while
+/// the server starts.
+pub async fn connect_unix(socket: &Path) -> Client {
+    let addr = format!("unix://{}", socket.display());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match Client::connect(&addr).await {
+            Ok(c) => return c,
+            Err(e) if Instant::now() > deadline => panic!("connect {addr}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
 /// A running `oxport serve`, killed when dropped.
 pub struct ServerProc {
     pub child: Child,
@@ -83,17 +125,7 @@ impl ServerProc {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start oxport serve");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                eprintln!("[server] {line}");
-                if tx.send(line).is_err() {
-                    // Keep draining so the server never blocks on stderr.
-                }
-            }
-        });
+        let lines = forward_lines(child.stderr.take().unwrap());
         let mut early = Vec::new();
         let addr = match announce {
             None => listen.to_string(),
@@ -129,15 +161,7 @@ impl ServerProc {
                 return early.drain(..=i).next_back().unwrap();
             }
         }
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("the server never logged {text:?}"),
-            }
-        }
+        wait_for_line(&self.lines, text, timeout)
     }
 
     pub fn state(&self) -> PathBuf {

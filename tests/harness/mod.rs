@@ -1,21 +1,19 @@
 //! Shared helpers of the conformance harness: locating the repository's test data,
-//! finding the external tools the checks need (and deciding what a missing one means),
-//! running the `oxport` binary with a hang guard, reading tar files and starting
-//! `oxport serve` processes.
+//! finding the external tools the checks need, running the `oxport` binary with a hang
+//! guard, reading tar files and starting `oxport serve` processes.
 //!
-//! Tool policy: under `CI=true` every tool a check needs must be present, and a missing one
-//! fails the test. Elsewhere a missing tool is announced loudly on stderr (outside the test
-//! harness's output capture, so it is always seen) and the check it guards is reported as
-//! not run. Nothing is skipped silently.
+//! Tool policy: `tests/support` (a missing tool fails under CI and is a recorded skip
+//! elsewhere); a file using the harness declares `mod support;` too.
 
 #![allow(dead_code)]
 
 pub mod bounded;
+pub mod cases;
+pub mod claims;
 pub mod graph;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -55,62 +53,56 @@ pub fn validator_py() -> PathBuf {
     repo_root().join("tests/harness/oci_validate.py")
 }
 
-/// True when running under CI (`CI=true`, as CI systems set it).
-pub fn in_ci() -> bool {
-    matches!(
-        std::env::var("CI").as_deref(),
-        Ok("true") | Ok("1") | Ok("TRUE") | Ok("True")
-    )
+// The test-support policy (CI, missing tools, skips) lives in `tests/support`; these
+// names stay reachable through the harness for the files that glob-import it (not every
+// file uses every one).
+#[allow(unused_imports)]
+pub use crate::support::{announce, in_ci, missing, require_tool, which};
+
+/// Exports the fixture `gw_mp_art` (two platforms, artifact attestations) to the OCI
+/// archive `dest` with `attestations-in-index=false`: attestations reachable only
+/// through their subjects, the input of the convert and inspect tests of that form.
+pub fn export_detached(dest: &Path) {
+    let out = Command::new(oxport_bin())
+        .args(["export", "--result"])
+        .arg(fixtures_dir().join("gw_mp_art/case.json"))
+        .arg("--output")
+        .arg(format!(
+            "type=oci,dest={},attestations-in-index=false",
+            dest.display()
+        ))
+        .output()
+        .expect("run oxport export");
+    assert!(
+        out.status.success(),
+        "export of gw_mp_art with attestations-in-index=false: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
-/// Writes straight to the process's stderr, bypassing the test harness's output
-/// capture, for the few lines that must always be seen (tallies, missing tools).
-pub fn announce(msg: &str) {
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{msg}");
-    let _ = err.flush();
+/// Makes a named pipe at `p`: an input that blocks whoever opens it for reading, for the
+/// tests that oxport refuses such files instead of hanging.
+pub fn mkfifo(p: &Path) {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
 }
 
-/// Finds an executable on PATH (or checks an explicit path).
-pub fn which(name: &str) -> Option<PathBuf> {
-    let candidate = Path::new(name);
-    if candidate.components().count() > 1 {
-        return is_executable(candidate).then(|| candidate.to_path_buf());
+/// Builds the Go program in `dir` (an oracle of the tests) into `exe`; panics with go's
+/// output when it fails.
+pub fn go_build(go: &Path, dir: &Path, exe: &Path, env: &[(&str, &str)]) {
+    let mut cmd = Command::new(go);
+    cmd.current_dir(dir).args(["build", "-o"]).arg(exe).arg(".");
+    for (k, v) in env {
+        cmd.env(k, v);
     }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| is_executable(p))
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    fs::metadata(p)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
-}
-
-/// A tool that a check needs. `None` means it is missing outside CI: the caller reports
-/// the check as not run. Under CI a missing tool panics (a failure, never a skip).
-pub fn require_tool(name: &str, purpose: &str) -> Option<PathBuf> {
-    if let Some(p) = which(name) {
-        return Some(p);
-    }
-    missing(&format!("`{name}` is not installed"), purpose)
-}
-
-/// Reports a missing prerequisite according to the tool policy.
-pub fn missing<T>(what: &str, purpose: &str) -> Option<T> {
-    if in_ci() {
-        panic!("{what}; it is required under CI=true for {purpose} (tests/run.sh installs it)");
-    }
-    announce(&format!(
-        "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-         !!! NOT CHECKED: {purpose}\n\
-         !!! because {what}. Run tests/run.sh to install it; under CI=true this fails.\n\
-         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
-    ));
-    None
+    let out = cmd.output().expect("run go build");
+    assert!(
+        out.status.success(),
+        "go build {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `python3` is needed by every conformance check (compare.py); it is never optional.

@@ -2,8 +2,10 @@
 //! distribution) started on loopback with a free port and a temporary
 //! storage directory, with or without htpasswd Basic auth; a raw HTTP reader
 //! that does not share code with oxport's client; `oxport serve` with a
-//! chosen environment; and a TCP proxy that kills the registry when it sees
-//! a given request.
+//! chosen environment; a TCP proxy that kills the registry when it sees a
+//! given request; and the setup the push tests share (Docker configs, the
+//! CLI, the example pushed through the library client). A missing registry
+//! follows `tests/support`: a failure under CI, a recorded skip elsewhere.
 
 #![allow(dead_code)]
 
@@ -22,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 
+use crate::support::{missing, which};
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_oxport");
 pub const USER: &str = "oxport";
 pub const PASSWORD: &str = "correct-horse";
@@ -34,27 +38,8 @@ pub fn example_case() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/two-platform/case.json")
 }
 
-fn in_ci() -> bool {
-    matches!(std::env::var("CI").as_deref(), Ok("true") | Ok("1"))
-}
-
-/// Reports a missing prerequisite: a failure under CI, a loud note elsewhere.
-pub fn missing(what: &str) {
-    if in_ci() {
-        panic!("{what}; required under CI=true (tests/run.sh installs it)");
-    }
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(
-        err,
-        "\n!!! NOT CHECKED: registry push tests, because {what}. Run tests/run.sh; under CI=true this fails.\n"
-    );
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
+/// What the registry tests cannot do without `docker-registry` and its auth entry.
+const PURPOSE: &str = "the registry tests (a real docker-registry)";
 
 /// A bcrypt htpasswd line, from `htpasswd` (apache2-utils) or Python's crypt.
 fn htpasswd_line(user: &str, password: &str) -> Option<String> {
@@ -74,6 +59,78 @@ fn htpasswd_line(user: &str, password: &str) -> Option<String> {
         .ok()?;
     let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
     (out.status.success() && line.contains(":$2")).then_some(line)
+}
+
+/// A Docker config directory (`DOCKER_CONFIG`) whose `auths` hold
+/// `user:password` for `host`.
+pub fn docker_config(host: &str, user: &str, password: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let json = serde_json::json!({"auths": {host: {"auth": auth}}});
+    std::fs::write(dir.path().join("config.json"), json.to_string()).unwrap();
+    dir
+}
+
+/// Runs the `oxport` CLI with `env` added and `RUST_LOG` removed (so that its
+/// stderr holds only what the CLI itself reports).
+pub fn oxport(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run oxport")
+}
+
+/// `oxport export` of the example with `--output output` and `extra` arguments, in
+/// `env`: the process output and the response map (empty when none was written).
+pub fn export_example(
+    output: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (
+    std::process::Output,
+    std::collections::BTreeMap<String, String>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = dir.path().join("meta.json");
+    let case = example_case();
+    let mut args = vec!["export", "--result", case.to_str().unwrap()];
+    args.extend([
+        "--output",
+        output,
+        "--metadata-file",
+        meta.to_str().unwrap(),
+    ]);
+    args.extend(extra);
+    let o = oxport(&args, env);
+    let response = std::fs::read(&meta)
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .unwrap_or_default();
+    (o, response)
+}
+
+/// The example, uploaded with the library client to the server at `addr` and
+/// exported as `type=image` with `attrs` (a push, with `name` and `push=true`).
+pub fn push_example(
+    addr: &str,
+    attrs: &[(&str, &str)],
+) -> Result<std::collections::BTreeMap<String, String>, oxport::client::ClientError> {
+    let case = oxport::casefile::load(&example_case()).unwrap();
+    let mut req = case.request.clone();
+    req.exporter = "image".into();
+    for (k, v) in attrs {
+        req.attrs.insert(k.to_string(), v.to_string());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut client = oxport::client::Client::connect(addr).await?;
+        client.upload_missing(&case.layer_blobs()).await?;
+        client.export(&req, &mut std::io::sink(), &mut |_| {}).await
+    })
 }
 
 /// A free loopback port.
@@ -118,7 +175,7 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Starts a registry; None when the tool is missing outside CI.
+    /// Starts a registry; None when the tool is missing outside CI (a recorded skip).
     pub fn start(auth: bool) -> Option<Registry> {
         Registry::start_with(auth, free_port(), "")
     }
@@ -126,17 +183,17 @@ impl Registry {
     /// A registry on `port` whose `http` section also has `http_extra`
     /// (lines indented by two spaces, e.g. `  host: http://...\n`).
     pub fn start_with(auth: bool, port: u16, http_extra: &str) -> Option<Registry> {
-        let Some(bin) = which("docker-registry") else {
-            missing("`docker-registry` is not installed");
-            return None;
-        };
+        let bin = which("docker-registry")
+            .or_else(|| missing("`docker-registry` is not installed", PURPOSE))?;
         let dir = tempfile::tempdir().unwrap();
         let mut auth_block = String::new();
         if auth {
-            let Some(line) = htpasswd_line(USER, PASSWORD) else {
-                missing("neither `htpasswd` nor Python's crypt can make a bcrypt entry");
-                return None;
-            };
+            let line = htpasswd_line(USER, PASSWORD).or_else(|| {
+                missing(
+                    "neither `htpasswd` nor Python's crypt can make a bcrypt entry",
+                    PURPOSE,
+                )
+            })?;
             std::fs::write(dir.path().join("htpasswd"), format!("{line}\n")).unwrap();
             auth_block = format!(
                 "auth:\n  htpasswd:\n    realm: oxport-test\n    path: {}\n",

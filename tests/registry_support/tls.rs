@@ -4,113 +4,38 @@
 //! client certificate); certificate directories in the Docker layout; and
 //! HTTPS reads through `curl`, which shares no code with oxport.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-use super::{free_port, missing, which, Registry, ACCEPT, PASSWORD, USER};
+use super::{free_port, Registry, ACCEPT, PASSWORD, USER};
+use crate::support::pki::{issue, make_ca};
+use crate::support::require_tool;
 
 /// A CA with one server and one client certificate, in a temporary directory.
 pub struct Pki {
     pub dir: tempfile::TempDir,
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Signs `name`.pem for `name`.key with the CA, with the given extensions.
-fn issue(dir: &Path, name: &str, subject: &str, ext: &str) {
-    std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            subject,
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            &format!("{name}.pem"),
-            "-extfile",
-            &format!("{name}.ext"),
-        ],
-    );
-}
-
 impl Pki {
-    /// None when `openssl` is missing outside CI.
+    /// None when `openssl` is missing outside CI (a recorded skip).
     pub fn make() -> Option<Pki> {
-        if which("openssl").is_none() {
-            missing("`openssl` is not installed");
-            return None;
-        }
+        require_tool(
+            "openssl",
+            "the registry TLS tests (certificates made by openssl)",
+        )?;
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        openssl(
-            d,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=oxport test CA",
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ],
-        );
+        make_ca(d, "ca", "/CN=oxport test CA");
         issue(
             d,
+            "ca",
             "server",
             "/CN=127.0.0.1",
             "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
         );
         issue(
             d,
+            "ca",
             "client",
             "/CN=oxport test client",
             "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
@@ -204,9 +129,5 @@ impl Pki {
 
 /// True when `curl` can be used (it reads the registry independently).
 pub fn have_curl() -> bool {
-    if which("curl").is_none() {
-        missing("`curl` is not installed");
-        return false;
-    }
-    true
+    require_tool("curl", "reading the TLS registry with curl").is_some()
 }

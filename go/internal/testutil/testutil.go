@@ -22,14 +22,20 @@ func RepoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", ".."))
 }
 
-// Missing reports a prerequisite the test cannot run without: under CI=true
-// the test fails, elsewhere it is skipped, loudly.
+// Missing reports a prerequisite the test cannot run without: under CI the
+// test fails, elsewhere it is skipped, loudly (tests/go.sh counts it as skipped).
 func Missing(t testing.TB, format string, args ...any) {
 	t.Helper()
-	if os.Getenv("CI") == "true" {
+	if InCI() {
 		t.Fatalf("cannot run: "+format, args...)
 	}
 	t.Skipf("NOT CHECKED: "+format, args...)
+}
+
+// InCI is the rule of tests/support/mod.rs: CI is "true" in any case, or "1".
+func InCI() bool {
+	v := os.Getenv("CI")
+	return strings.EqualFold(v, "true") || v == "1"
 }
 
 // OxportBin finds the oxport binary: $OXPORT_BIN, else the cargo build of
