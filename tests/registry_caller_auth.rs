@@ -102,7 +102,10 @@ fn pushes_with_the_callers_credentials_only() {
     let err = result.unwrap_err();
     assert_eq!(err.code(), Some(tonic::Code::Unauthenticated), "{err}");
     assert!(err.to_string().contains(&host), "{err}");
-    assert!(!err.to_string().contains(wrong), "the error holds the secret");
+    assert!(
+        !err.to_string().contains(wrong),
+        "the error holds the secret"
+    );
     assert!(reg.manifest("caller", "v2").is_none(), "a tag was pushed");
 
     // The caller has nothing: anonymous, refused, with a clear text.

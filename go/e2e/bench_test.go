@@ -67,8 +67,8 @@ func BenchmarkBuildKitExport(b *testing.B) {
 	out := filepath.Join(b.TempDir(), "out.tar")
 	run := func(typ string) time.Duration {
 		_ = os.Remove(out)
-		// As in benches/run.sh: dirty pages of the previous step are written
-		// back and freed memory settles before each timed step.
+		// As in benches/run.sh: sync and a 10 s sleep before each timed step
+		// (the page cache is not dropped).
 		_ = exec.Command("sync").Run()
 		time.Sleep(10 * time.Second)
 		start := time.Now()
