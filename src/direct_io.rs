@@ -1,6 +1,13 @@
 //! Files written once and read back once (upload data, committed blobs,
-//! re-compressed layers in scratch space), written and read around the page
-//! cache (`O_DIRECT`) where the file system allows it.
+//! re-compressed layers in scratch space), written around the page cache
+//! (`O_DIRECT`) where the file system allows it, and read through it with
+//! each batch dropped again right after it is read.
+//!
+//! Reads are not direct: a direct read waits for the disk one batch at a
+//! time, while a buffered read gets the kernel's read-ahead, and a push of
+//! 1 GiB read directly was measurably slower than BuildKit's push of the
+//! same image (`benches/RESULTS.md`, row 8). `POSIX_FADV_DONTNEED` after
+//! each batch keeps the pages a read uses down to the read-ahead window.
 //!
 //! Why: through the page cache every byte first needs a newly allocated
 //! page, which is the slowest part of an upload on many virtual machines,
@@ -219,9 +226,9 @@ impl io::Write for DataFile {
 /// sends the previous ones.
 const READ_AHEAD: usize = 2;
 
-/// Reads a committed blob around the page cache where the file system
-/// allows it: a thread reads aligned batches ahead; the counterpart of
-/// [`DataFile`]. Small blobs are read plainly.
+/// Reads a committed blob: a thread reads batches ahead with the kernel's
+/// read-ahead and drops each from the page cache once read; the counterpart
+/// of [`DataFile`]. Small blobs are read plainly.
 pub struct BlobReader {
     path: PathBuf,
     source: Source,
@@ -252,20 +259,14 @@ impl BlobReader {
         if file.metadata()?.len() < DIRECT_MIN {
             return Ok(plain(file));
         }
-        let direct = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(path);
-        let direct = match direct {
-            Ok(f) => f,
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(plain(file)),
-            Err(e) => return Err(e),
-        };
+        // A handle of its own for the thread: buffered, with the kernel's
+        // read-ahead; each batch leaves the page cache once read.
+        let ahead = File::open(path)?;
         let (full_tx, full) = mpsc::sync_channel(READ_AHEAD);
         let (empty, empty_rx) = mpsc::sync_channel(READ_AHEAD + 1);
         std::thread::Builder::new()
             .name("oxport-read".into())
-            .spawn(move || read_ahead(&direct, &full_tx, &empty_rx))?;
+            .spawn(move || read_ahead(&ahead, &full_tx, &empty_rx))?;
         Ok(BlobReader {
             path: path.to_path_buf(),
             source: Source::Ahead {
@@ -318,6 +319,18 @@ fn read_ahead(
             return;
         }
         batch.len = n;
+        // The bytes are in the batch now: their pages may go, so a large
+        // blob does not fill the page cache charged to the server.
+        // SAFETY: posix_fadvise only advises the kernel about pages of this
+        // open descriptor; it touches no memory of ours.
+        unsafe {
+            libc::posix_fadvise(
+                std::os::fd::AsRawFd::as_raw_fd(file),
+                next as libc::off_t,
+                n as libc::off_t,
+                libc::POSIX_FADV_DONTNEED,
+            );
+        }
         next += n as u64;
         if full.send(Ok(Some(batch))).is_err() {
             return;
