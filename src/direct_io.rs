@@ -468,4 +468,53 @@ mod tests {
         want.extend_from_slice(b"end");
         assert_eq!(std::fs::read(&path).unwrap(), want);
     }
+
+    /// Pages of `path` in the page cache (`mincore` over a mapping).
+    fn resident_pages(path: &Path) -> usize {
+        let file = File::open(path).unwrap();
+        let len = file.metadata().unwrap().len() as usize;
+        let page = 4096;
+        let mut vec = vec![0u8; len.div_ceil(page)];
+        // SAFETY: a private read-only mapping of a file we opened, unmapped
+        // before return; mincore writes one byte per page into `vec`.
+        unsafe {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+            let addr = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                fd,
+                0,
+            );
+            assert_ne!(addr, libc::MAP_FAILED);
+            assert_eq!(libc::mincore(addr, len, vec.as_mut_ptr()), 0);
+            libc::munmap(addr, len);
+        }
+        vec.iter().filter(|b| **b & 1 == 1).count()
+    }
+
+    #[test]
+    fn a_read_blob_leaves_no_pages_in_the_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.data");
+        let data = pattern(32 << 20);
+        std::fs::write(&path, &data).unwrap();
+        let file = File::open(&path).unwrap();
+        file.sync_all().unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+        // SAFETY: advice about pages of an open descriptor.
+        unsafe { libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_DONTNEED) };
+        let before = resident_pages(&path);
+        let mut got = Vec::new();
+        io::Read::read_to_end(&mut BlobReader::open(&path).unwrap(), &mut got).unwrap();
+        assert!(got == data, "bytes differ");
+        let after = resident_pages(&path);
+        // Without the advice all 8192 pages would stay; allow the kernel's
+        // read-ahead window (at most 2 MiB) beyond what was dropped.
+        assert!(
+            after <= 512,
+            "{after} pages of 8192 stayed in the page cache (before: {before})"
+        );
+    }
 }

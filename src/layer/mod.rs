@@ -157,7 +157,8 @@ fn convert_blob(
         .tempfile_in(scratch)?;
     let (file, path) = file.into_parts();
     drop(file);
-    // Written once and read once by the archive stream: around the page cache.
+    // Written once and read once by the archive stream: kept out of the page
+    // cache (see `direct_io`).
     let compressed = Arc::new(Mutex::new(codec::HashWriter::new(DataFile::open(
         &path, 0, None,
     )?)));

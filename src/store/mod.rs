@@ -25,9 +25,10 @@
 //! - At most one writer per upload ref at a time ([`Store::try_lock`]). The
 //!   lock is in-process: a state directory belongs to one server process.
 //! - Nothing here holds a whole blob in memory.
-//! - Blob data is written and read around the page cache where the file
-//!   system allows it ([`crate::direct_io`]); uploads hash on a thread of
-//!   their own while their bytes are written (`ingest`).
+//! - Blob data is written around the page cache where the file system
+//!   allows it, and read with each batch dropped from it once read
+//!   ([`crate::direct_io`]); uploads hash on a thread of their own while
+//!   their bytes are written (`ingest`).
 
 use std::collections::HashSet;
 use std::fs::{self, File};
