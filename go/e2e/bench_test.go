@@ -121,7 +121,7 @@ func BenchmarkBuildKitPush(b *testing.B) {
 		if err := os.Rename(filepath.Join(src, r), filepath.Join(certs, r)); err != nil {
 			b.Fatal(err)
 		}
-		conf += fmt.Sprintf("[registry.%q]\n  http = false\n  ca = [%q]\n", r, filepath.Join(ca.dir, "ca.crt"))
+		conf += fmt.Sprintf("[registry.%q]\n  http = false\n  ca = [%q]\n", r, ca.caFile)
 	}
 	cfg := filepath.Join(b.TempDir(), "buildkitd.toml")
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
