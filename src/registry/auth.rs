@@ -191,13 +191,17 @@ impl Auth {
 
     /// Answers a 401: learns the challenge and, for Bearer, fetches a fresh
     /// token for `scope`. Errors when there is nothing more to try.
+    ///
+    /// Returns whether the next attempt carries new credentials (a token
+    /// fetched here or by a concurrent request). Basic credentials never
+    /// change, so a second refusal of them is final.
     pub async fn authorize(
         &self,
         transport: &Transport,
         retry: &RetryPolicy,
         www_authenticate: Option<&str>,
         scope: &str,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let challenge = www_authenticate.and_then(parse_challenge).ok_or_else(|| {
             self.unauthenticated("the registry refused the request without a usable challenge")
         })?;
@@ -205,7 +209,7 @@ impl Auth {
         let _one_at_a_time = self.answering.lock().await;
         if self.header(scope) != refused {
             // Another request got new credentials while this one waited.
-            return Ok(());
+            return Ok(true);
         }
         self.lock().challenge = Some(challenge.clone());
         match challenge {
@@ -229,7 +233,7 @@ impl Auth {
                     }
                 }
                 match (&self.lock().credential, &self.origin) {
-                    (Some(Credential::Basic { .. }), _) => Ok(()),
+                    (Some(Credential::Basic { .. }), _) => Ok(false),
                     (Some(Credential::IdentityToken(_)), _) => Err(self.unauthenticated(
                         "the registry wants a username and password, the Docker config has a token",
                     )),
@@ -242,7 +246,7 @@ impl Auth {
                     .bearer_token(transport, retry, &realm, service.as_deref(), scope)
                     .await?;
                 self.lock().tokens.insert(scope.to_string(), token);
-                Ok(())
+                Ok(true)
             }
         }
     }

@@ -16,7 +16,7 @@ use tracing::debug;
 use super::auth::{pct, pull_scope, push_scope};
 use super::error::{RegistryError, Result};
 use super::transport;
-use super::{check_digest, Call, RegistryClient, Sent};
+use super::{check_digest, Call, Reauth, RegistryClient, Sent};
 use crate::oci::Descriptor;
 
 /// Bytes per body frame of an upload.
@@ -255,7 +255,7 @@ impl RegistryClient {
         // What the registry has confirmed holding.
         let mut acked = 0u64;
         let mut cursor: Option<Cursor> = None;
-        let mut reauthed = false;
+        let mut reauth = Reauth::default();
         loop {
             let put = || with_param(&location, &format!("digest={}", pct(&desc.digest)));
             let (method, url, len) = if !chunked {
@@ -321,7 +321,7 @@ impl RegistryClient {
                 },
                 Sent::Retry { detail, after } => self.backoff(attempt, detail, after).await?,
                 Sent::Unauthorized { challenge, detail } => {
-                    self.reauthorize(&mut reauthed, challenge.as_deref(), &detail, scope)
+                    self.reauthorize(&mut reauth, challenge.as_deref(), &detail, scope)
                         .await?;
                     *attempt += 1;
                 }

@@ -154,6 +154,18 @@ struct Inner {
     opts: ClientOptions,
 }
 
+/// What one request has done about 401s so far.
+#[derive(Default)]
+pub(crate) struct Reauth {
+    count: u32,
+    /// Whether the last answer to a 401 brought new credentials.
+    fresh: bool,
+}
+
+impl Reauth {
+    const LIMIT: u32 = 3;
+}
+
 /// The outcome of one exchange, before retry decisions.
 pub(crate) enum Sent {
     Response(Response<Incoming>),
@@ -397,16 +409,19 @@ impl RegistryClient {
         Ok(Sent::Response(resp))
     }
 
-    /// Answers a 401 once per request: fetches a token, or gives up with a
-    /// clear unauthenticated error.
+    /// Answers a 401 of one request: fetches a token, or gives up with a
+    /// clear unauthenticated error. A request tries again only with new
+    /// credentials, at most [`Reauth::LIMIT`] times: a token shared with
+    /// concurrent requests can run out between its fetch and this request's
+    /// retry, but the same credentials refused twice are refused for good.
     pub(crate) async fn reauthorize(
         &self,
-        already: &mut bool,
+        reauth: &mut Reauth,
         challenge: Option<&str>,
         detail: &str,
         scope: &str,
     ) -> Result<()> {
-        if *already {
+        if reauth.count >= Reauth::LIMIT || (reauth.count > 0 && !reauth.fresh) {
             return Err(RegistryError::Unauthenticated {
                 registry: self.inner.host.clone(),
                 detail: if detail.is_empty() {
@@ -417,8 +432,9 @@ impl RegistryClient {
                 },
             });
         }
-        *already = true;
-        self.inner
+        reauth.count += 1;
+        reauth.fresh = self
+            .inner
             .auth
             .authorize(
                 &self.inner.transport,
@@ -426,7 +442,8 @@ impl RegistryClient {
                 challenge,
                 scope,
             )
-            .await
+            .await?;
+        Ok(())
     }
 
     /// Sleeps before the next attempt, or errors when the budget is spent.
@@ -459,7 +476,7 @@ impl RegistryClient {
         call: &Call<'_>,
         attempt: &mut u32,
     ) -> Result<Response<Incoming>> {
-        let mut reauthed = false;
+        let mut reauth = Reauth::default();
         loop {
             let body = if call.body.is_empty() {
                 transport::empty()
@@ -479,7 +496,7 @@ impl RegistryClient {
                 Sent::Response(r) => return Ok(r),
                 Sent::Retry { detail, after } => self.backoff(attempt, detail, after).await?,
                 Sent::Unauthorized { challenge, detail } => {
-                    self.reauthorize(&mut reauthed, challenge.as_deref(), &detail, call.scope)
+                    self.reauthorize(&mut reauth, challenge.as_deref(), &detail, call.scope)
                         .await?
                 }
             }
