@@ -64,7 +64,7 @@ func noSecretsLogged(t *testing.T, srv *testutil.Server, logins ...[2]string) {
 func TestPushWithTheClientsCredentials(t *testing.T) {
 	login := [2]string{"builder", "pw-Client-7281"}
 	ca := newTestCA(t)
-	registry := startTLSAuthRegistry(t, ca, login[0], login[1])
+	registry := startTLSAuthRegistry(t, ca, login[0], login[1], "")
 	srv := serverWithoutCredentials(t, "--registry-certs-dir", certsDir(t, ca, registry))
 	d := startDaemon(t, srv.Addr, "--config", tlsRegistryConfig(t, ca, registry))
 	ctxDir := writeContext(t)

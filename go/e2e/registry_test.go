@@ -20,7 +20,7 @@ import (
 
 // startRegistry runs Debian's docker-registry on a loopback port.
 func startRegistry(t *testing.T) string {
-	return startRegistryWith(t, "")
+	return startRegistryWith(t, "", "")
 }
 
 // registryLogins holds the Basic credentials of the registries that want
@@ -30,12 +30,13 @@ var registryLogins sync.Map
 // startAuthRegistry runs docker-registry with Basic auth (htpasswd) for
 // user and password.
 func startAuthRegistry(t testing.TB, user, password string) string {
-	return startAuthRegistryHTTP(t, user, password, "")
+	return startAuthRegistryHTTP(t, user, password, "", "")
 }
 
 // startAuthRegistryHTTP is startAuthRegistry with extra lines of the http
-// block (for example tls).
-func startAuthRegistryHTTP(t testing.TB, user, password, httpExtra string) string {
+// block (for example tls) and the storage directory data ("" for one made
+// here).
+func startAuthRegistryHTTP(t testing.TB, user, password, httpExtra, data string) string {
 	if _, err := exec.LookPath("htpasswd"); err != nil {
 		testutil.Missing(t, "htpasswd is not installed (Debian package apache2-utils)")
 	}
@@ -47,22 +48,26 @@ func startAuthRegistryHTTP(t testing.TB, user, password, httpExtra string) strin
 	if err := os.WriteFile(file, out, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := startRegistryWith(t, httpExtra+fmt.Sprintf("auth:\n  htpasswd:\n    realm: oxport-e2e\n    path: %s\n", file))
+	addr := startRegistryWith(t, data, httpExtra+fmt.Sprintf("auth:\n  htpasswd:\n    realm: oxport-e2e\n    path: %s\n", file))
 	registryLogins.Store(addr, [2]string{user, password})
 	return addr
 }
 
-// startRegistryWith runs docker-registry with extra top-level configuration.
-func startRegistryWith(t testing.TB, extra string) string {
+// startRegistryWith runs docker-registry with extra top-level configuration,
+// storing blobs under data ("" for a directory made here).
+func startRegistryWith(t testing.TB, data, extra string) string {
 	bin, err := exec.LookPath("docker-registry")
 	if err != nil {
 		testutil.Missing(t, "docker-registry is not installed (Debian package docker-registry)")
 	}
 	addr := freeTCP(t)
 	dir := t.TempDir()
+	if data == "" {
+		data = filepath.Join(dir, "data")
+	}
 	cfg := filepath.Join(dir, "config.yml")
 	conf := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n"+
-		"storage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n%s", filepath.Join(dir, "data"), addr, extra)
+		"storage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n%s", data, addr, extra)
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -39,12 +39,13 @@ func newTestCA(t testing.TB) *testCA {
 var tlsRegistries sync.Map
 
 // startTLSAuthRegistry runs docker-registry over HTTPS with a certificate
-// of ca, and Basic auth for user and password.
-func startTLSAuthRegistry(t testing.TB, ca *testCA, user, password string) string {
+// of ca, and Basic auth for user and password, storing blobs under data
+// ("" for a directory made here).
+func startTLSAuthRegistry(t testing.TB, ca *testCA, user, password, data string) string {
 	extra := fmt.Sprintf("  tls:\n    certificate: %s\n    key: %s\n",
 		ca.certFile, ca.keyFile)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.caPool}}}
-	addr := startAuthRegistryHTTP(t, user, password, extra)
+	addr := startAuthRegistryHTTP(t, user, password, extra, data)
 	tlsRegistries.Store(addr, client)
 	return addr
 }
