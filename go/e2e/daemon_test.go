@@ -147,7 +147,12 @@ func (d *daemon) buildWith(ctxDir, platforms string, opts []string, outputs ...s
 // buildEnv is buildWith with extra environment for buildctl (KEY=VALUE),
 // for example the DOCKER_CONFIG its session's auth provider reads.
 func (d *daemon) buildEnv(env []string, ctxDir, platforms string, opts []string, outputs ...string) ([]byte, string, error) {
-	args := []string{"--addr", d.addr, "build", "--progress=plain",
+	return d.buildProgress("plain", env, ctxDir, platforms, opts, outputs...)
+}
+
+// buildProgress is buildEnv with buildctl's --progress mode (plain, rawjson).
+func (d *daemon) buildProgress(mode string, env []string, ctxDir, platforms string, opts []string, outputs ...string) ([]byte, string, error) {
+	args := []string{"--addr", d.addr, "build", "--progress=" + mode,
 		"--frontend", "dockerfile.v0", "--local", "context=" + ctxDir, "--local", "dockerfile=" + ctxDir,
 		"--opt", "platform=" + platforms}
 	for _, o := range opts {
