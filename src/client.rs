@@ -24,7 +24,7 @@ use bytes::Bytes;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
-use tracing::{debug, info};
+use tracing::debug;
 
 use crate::model::{ExportRequest, ExportResponse};
 use crate::progress::Progress;
@@ -63,7 +63,7 @@ pub fn docker_config_answerer() -> Box<Answerer> {
 pub enum ClientError {
     #[error("{0}")]
     Address(String),
-    #[error("cannot connect to {addr}: {source}")]
+    #[error("cannot connect to {addr}: {}", error_chain(source))]
     Connect {
         addr: String,
         #[source]
@@ -76,6 +76,23 @@ pub enum ClientError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Protocol(String),
+}
+
+/// An error and its causes, "outer: inner: ...": tonic's transport error
+/// alone says only "transport error", its cause says what went wrong
+/// ("Connection refused", "No such file or directory").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 impl ClientError {
@@ -253,11 +270,11 @@ impl Client {
         let mut uploaded = 0;
         for (digest, size, path) in blobs {
             if !missing.contains(digest) {
-                info!(%digest, size, "blob present");
+                debug!(%digest, size, "blob present");
                 continue;
             }
             let up = self.upload_blob(digest, *size, path).await?;
-            info!(%digest, size, resumed_from = up.resumed_from, "blob uploaded");
+            debug!(%digest, size, resumed_from = up.resumed_from, "blob uploaded");
             uploaded += 1;
         }
         Ok(uploaded)

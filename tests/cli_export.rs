@@ -208,7 +208,7 @@ fn bad_arguments_exit_1_with_a_message() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stderr(&o).contains("invalid value novalue"),
+        stderr(&o).contains(r#"field "novalue" has no '='"#),
         "{}",
         stderr(&o)
     );

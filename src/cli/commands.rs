@@ -35,13 +35,36 @@ pub async fn serve(
             );
             Listener::from_inherited(socket).map_err(|e| format!("inherited socket: {e}"))?
         }
-        None => Listener::bind(&listen)
-            .await
-            .map_err(|e| format!("cannot listen on {listen}: {e}"))?,
+        None => Listener::bind(&listen).await.map_err(|e| {
+            format!(
+                "cannot listen on {listen}: {e}{}",
+                denied_hint(&e, "--listen unix://$XDG_RUNTIME_DIR/oxport.sock")
+            )
+        })?,
     };
     server::serve_with(listener, &state, &opts, server::shutdown_signal())
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| match e {
+            // The one place serving writes before it answers: the store.
+            server::ServeError::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => {
+                format!(
+                    "cannot use the state directory {}: {io}{}",
+                    state.display(),
+                    denied_hint(&io, "--state $HOME/.local/share/oxport")
+                )
+            }
+            other => other.to_string(),
+        })
+}
+
+/// What to do when the default paths under /run and /var/lib are not the
+/// caller's to write.
+fn denied_hint(e: &std::io::Error, flag: &str) -> String {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        format!("; run as root, or give a path you can write: {flag}")
+    } else {
+        String::new()
+    }
 }
 
 /// `oxport health`: prints the status; anything but SERVING is an error.

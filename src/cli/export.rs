@@ -9,8 +9,9 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tracing::info;
+use tracing::debug;
 
+use super::summary::{self, Written};
 use crate::casefile::{self, Case};
 use crate::client::output::{parse_bool, parse_output, OutputSpec};
 use crate::client::progress::ProgressView;
@@ -47,6 +48,11 @@ pub async fn export_case(case: Case, target: ExportTarget) -> Result<(), String>
         .unwrap_or_default();
     let dest_name = spec.dest.clone();
     let req = request_with_output(&case.request, spec);
+    // Checked before the export, so a mistyped path costs no export.
+    if let Some(path) = &target.metadata_file {
+        crate::destination::existing_parent(path)
+            .map_err(|e| format!("--metadata-file {}: {e}", path.display()))?;
+    }
     let mut dest = open_destination(&req, dest_name)?;
 
     let embedded = match target.addr {
@@ -76,6 +82,7 @@ pub async fn export_case(case: Case, target: ExportTarget) -> Result<(), String>
     }
     // On error `dest` is dropped here, which removes the temporary output.
     let response = response?;
+    let written = written(&req, &dest);
     dest.finish()
         .map_err(|e| format!("cannot finish the output: {e}"))?;
     if let Some(path) = target.metadata_file {
@@ -83,7 +90,20 @@ pub async fn export_case(case: Case, target: ExportTarget) -> Result<(), String>
         write_atomically(&path, &json)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
+    eprintln!("{}", summary::line(&req, &response, written));
     Ok(())
+}
+
+/// What the summary line says was written, by destination.
+fn written(req: &ExportRequest, dest: &Destination) -> Written {
+    match dest {
+        Destination::Discard => Written::Image {
+            pushed: req.attrs.get("push").and_then(|v| parse_bool(v)) == Some(true),
+        },
+        Destination::Stdout(_) => Written::Stdout,
+        Destination::File { dest, .. } => Written::File(dest.display().to_string()),
+        Destination::Dir { dest, .. } => Written::Layout(dest.display().to_string()),
+    }
 }
 
 /// The stored request with `--output`'s exporter type and attributes over it.
@@ -138,7 +158,7 @@ async fn run_export(
         .await;
     view.finish();
     let response = response.map_err(|e| e.to_string())?;
-    info!(
+    debug!(
         target: "oxport::cli",
         digest = response.get("containerimage.digest").map(String::as_str).unwrap_or(""),
         "export done"

@@ -8,3 +8,4 @@
 pub mod commands;
 pub mod export;
 pub mod self_image;
+pub mod summary;

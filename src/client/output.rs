@@ -20,10 +20,20 @@ pub struct OutputSpec {
 /// Parses `type=oci,dest=out.tar,oci-artifact=true`.
 pub fn parse_output(spec: &str) -> Result<OutputSpec, String> {
     let mut out = OutputSpec::default();
-    for field in csv_fields(spec)? {
+    for (n, field) in csv_fields(spec)?.into_iter().enumerate() {
+        let hint = "fields are KEY=VALUE, separated by commas, e.g. type=oci,dest=out.tar";
         let Some((key, value)) = field.split_once('=') else {
-            return Err(format!("invalid value {field}"));
+            return Err(if field.trim().is_empty() {
+                format!("--output {spec:?}: field {} is empty; {hint}", n + 1)
+            } else {
+                format!("--output {spec:?}: field {field:?} has no '='; {hint}")
+            });
         };
+        if key.trim().is_empty() {
+            return Err(format!(
+                "--output {spec:?}: field {field:?} has an empty key; {hint}"
+            ));
+        }
         match key.trim().to_ascii_lowercase().as_str() {
             "type" => out.exporter = Some(value.to_string()),
             "dest" => out.dest = Some(value.to_string()),

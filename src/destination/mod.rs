@@ -66,9 +66,13 @@ impl Destination {
         let dest = PathBuf::from(dest);
         if as_dir {
             layout_dir::check_dest(&dest)?;
+        } else if dest.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "it is a directory: name a file for the archive, or add tar=false to write an OCI layout into it",
+            ));
         }
-        let parent = parent_dir(&dest);
-        fs::create_dir_all(&parent)?;
+        let parent = existing_parent(&dest)?;
         if as_dir {
             let tmp = tempfile::Builder::new()
                 .prefix(".oxport-")
@@ -137,8 +141,7 @@ impl Write for Destination {
 
 /// Writes `bytes` to `path` through a temporary file and a rename.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let parent = parent_dir(path);
-    fs::create_dir_all(&parent)?;
+    let parent = existing_parent(path)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".oxport-")
         .tempfile_in(&parent)?;
@@ -152,6 +155,22 @@ fn parent_dir(path: &Path) -> PathBuf {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     }
+}
+
+/// The directory `path` goes into, which must exist: as with buildctl, a
+/// mistyped path is an error, not a tree of new directories.
+pub fn existing_parent(path: &Path) -> io::Result<PathBuf> {
+    let parent = parent_dir(path);
+    if !parent.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "the directory {} does not exist (create it first)",
+                parent.display()
+            ),
+        ));
+    }
+    Ok(parent)
 }
 
 fn set_mode(path: &Path, mode: u32) -> io::Result<()> {

@@ -354,6 +354,9 @@ pub fn inspect_registry(src: &RegistrySource, source: &str) -> Result<Report> {
 
 fn walk(src: &dyn ImageSource, source: &str, remote: Option<&RegistrySource>) -> Result<Report> {
     let top = parse::index(&src.index_json()?, "index.json")?.value;
+    if let Some(r) = src.reference() {
+        refuse_unknown_reference(&top.manifests, r, source)?;
+    }
     let mut w = Walker {
         src,
         checked: HashMap::new(),
@@ -420,6 +423,27 @@ fn walk(src: &dyn ImageSource, source: &str, remote: Option<&RegistrySource>) ->
         referrers: alone,
         problems: w.problems,
     })
+}
+
+/// A reference that no entry of `index.json` carries is an error, not an
+/// empty report: "problems: none" would read as a healthy image.
+fn refuse_unknown_reference(entries: &[oci::Descriptor], r: &str, source: &str) -> Result<()> {
+    let names: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e.annotations.get(ANNOTATION_REF_NAME).map(String::as_str))
+        .collect();
+    if names.contains(&r) {
+        return Ok(());
+    }
+    let known = if names.is_empty() {
+        "it names no entry".to_string()
+    } else {
+        format!("it names {}", names.join(", "))
+    };
+    Err(crate::error::ExportError::new(
+        crate::error::ErrorKind::NotFound,
+        format!("{source}: no entry of index.json has the reference {r:?} ({known})"),
+    ))
 }
 
 /// Opens `src` and inspects it.
