@@ -63,7 +63,7 @@ pub fn docker_config_answerer() -> Box<Answerer> {
 pub enum ClientError {
     #[error("{0}")]
     Address(String),
-    #[error("cannot connect to {addr}: {}", error_chain(source))]
+    #[error("cannot connect to {addr}: {}", crate::error::chain(source))]
     Connect {
         addr: String,
         #[source]
@@ -76,23 +76,6 @@ pub enum ClientError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Protocol(String),
-}
-
-/// An error and its causes, "outer: inner: ...": tonic's transport error
-/// alone says only "transport error", its cause says what went wrong
-/// ("Connection refused", "No such file or directory").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = c.source();
-    }
-    text
 }
 
 impl ClientError {

@@ -94,3 +94,20 @@ impl ExportError {
         self
     }
 }
+
+/// An error and its causes on one line, "outer: inner: ...", each cause
+/// once: the top level of a transport error (hyper's, tonic's) says little,
+/// its causes say what went wrong ("Connection refused").
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}

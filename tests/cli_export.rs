@@ -5,17 +5,8 @@ mod grpc_support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
 
-use grpc_support::{expected, fixture, ServerProc, BIN};
-
-fn oxport(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run oxport")
-}
+use grpc_support::{expected, fixture, oxport, stderr, ServerProc};
 
 fn expected_response(name: &str) -> BTreeMap<String, String> {
     serde_json::from_value(expected(&fixture(name))["response"].clone()).unwrap()
@@ -37,10 +28,6 @@ fn entries(dir: &Path) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[test]

@@ -6,19 +6,7 @@ mod grpc_support;
 
 use std::process::{Command, Output};
 
-use grpc_support::BIN;
-
-fn oxport(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run oxport")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use grpc_support::{oxport, stderr, BIN};
 
 fn example() -> String {
     concat!(

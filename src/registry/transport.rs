@@ -123,17 +123,7 @@ impl Transport {
 
 /// The error and its causes on one line (hyper's top level says little).
 pub(crate) fn describe(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
+    crate::error::chain(e)
 }
 
 pub fn empty() -> Body {

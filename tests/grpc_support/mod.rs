@@ -15,6 +15,21 @@ use oxport::client::Client;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_oxport");
 
+/// Runs the `oxport` command with `args` to the end, without the caller's
+/// `RUST_LOG`, so its output is what a user sees.
+pub fn oxport(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run oxport")
+}
+
+/// What a finished command wrote to its standard error.
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 /// A fixture case.json; fails the test (never skips) when it is absent.
 pub fn fixture(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
