@@ -9,8 +9,10 @@
 //!
 //! - [`manifest`]: one attestation manifest rewritten.
 //! - [`plan`]: the new layout, computed from a store without writing.
+//! - [`layout`]: the new layout, and the same seen as a [`crate::sink::Image`].
 //! - [`push`]: the new layout written to a registry.
 
+pub mod layout;
 pub mod manifest;
 pub mod push;
 mod to_layout;
@@ -24,10 +26,12 @@ use tracing::warn;
 use crate::error::{ErrorKind, ExportError, Result};
 use crate::image::parse;
 use crate::image::remote::{self, RemoteOptions};
-use crate::image::write::{write_tar, BlobData, NewLayout};
 use crate::image::{self, ImageRef, ImageSource};
 use crate::oci::{self, Descriptor, Index};
 use crate::sink::layout::ANNOTATION_REF_NAME;
+use crate::sink::Sink;
+
+pub use layout::{BlobData, NewLayout};
 
 pub use manifest::{form_of, is_attestation_entry, Form};
 
@@ -428,7 +432,7 @@ pub fn run(src: &ImageRef, dst: &ImageRef, to: Form, opts: &RemoteOptions) -> Re
         (conv.layout, Destination::create(path_str, false))
     };
     let mut dest = dest.map_err(|e| ExportError::from(e).context(&dst.to_string()))?;
-    write_tar(&layout, &*source, &mut dest)?;
+    Sink::write(&mut dest, &layout.over(&*source), &mut |_| {})?;
     dest.flush()?;
     dest.finish()
         .map_err(|e| ExportError::from(e).context(&dst.to_string()))?;
