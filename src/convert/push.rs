@@ -30,10 +30,9 @@ use crate::reference::Reference;
 use crate::registry::{BlobOpen, RegistryClient, RegistryError};
 use crate::sink::layout::ANNOTATION_REF_NAME;
 use crate::sink::push::{self, OnProgress, Plan, RepoPush};
-use crate::sink::Image;
+use crate::sink::{Image, Sink};
 
-use super::layout::Converted;
-use super::{is_attestation_entry, BlobData, NewLayout};
+use super::is_attestation_entry;
 
 /// What a registry destination got.
 #[derive(Debug, Clone, Default)]
@@ -162,7 +161,7 @@ fn reach<'a>(
 /// The one image a registry destination takes, out of a converted layout:
 /// what its root and detached attestations reach.
 struct Selected<'a> {
-    image: Converted<'a>,
+    image: &'a dyn Image,
     root: Descriptor,
     reached: Reached,
 }
@@ -170,14 +169,6 @@ struct Selected<'a> {
 impl Selected<'_> {
     fn subject(&self, digest: &str) -> Option<&str> {
         self.reached.subjects.get(digest).map(String::as_str)
-    }
-}
-
-/// The bytes of a blob the layout holds in memory.
-fn held<'a>(layout: &'a NewLayout, digest: &str) -> Option<&'a [u8]> {
-    match layout.blobs.get(digest) {
-        Some((_, BlobData::Bytes(b))) => Some(b.as_slice()),
-        _ => None,
     }
 }
 
@@ -218,8 +209,9 @@ impl Image for Selected<'_> {
             }
         }
         plain.extend(with_subject);
+        let blobs = self.blobs();
         for digest in &self.reached.indexes {
-            if let Some((d, _)) = self.image.layout.blobs.get(digest) {
+            if let Some((d, _)) = blobs.iter().find(|(d, _)| d.digest == *digest) {
                 plain.push((d, self.subject(digest)));
             }
         }
@@ -227,15 +219,14 @@ impl Image for Selected<'_> {
     }
 }
 
-/// The image `dst` takes out of `layout`, checked against a digest
-/// destination.
+/// The image `dst` takes out of a converted layout, checked against a
+/// digest destination.
 fn select<'a>(
-    layout: &'a NewLayout,
-    src: &'a dyn ImageSource,
+    layout: &'a dyn Image,
     dst: &Destination<'_>,
     target: &Reference,
 ) -> Result<Selected<'a>> {
-    let (root, detached) = single_root(&layout.index_json, dst.select.as_deref())?;
+    let (root, detached) = single_root(&layout.index_json(), dst.select.as_deref())?;
     if !target.digest.is_empty() && target.digest != root.digest {
         return Err(ExportError::invalid(
             "destination",
@@ -246,20 +237,25 @@ fn select<'a>(
         ));
     }
     // Only what the chosen entries reach (a layout may hold other images).
+    let held: HashMap<&str, &[u8]> = layout
+        .blobs()
+        .into_iter()
+        .filter_map(|(d, b)| Some((d.digest.as_str(), b?)))
+        .collect();
     let mut reached = Reached::default();
     for e in std::iter::once(&root).chain(&detached) {
-        reach(e, &|d: &str| held(layout, d), &mut reached)?;
+        reach(e, &|d: &str| held.get(d).copied(), &mut reached)?;
     }
     Ok(Selected {
-        image: layout.over(src),
+        image: layout,
         root: Descriptor::new(&root.media_type, root.digest.clone(), root.size),
         reached,
     })
 }
 
-fn job(layout: &NewLayout, src: &Arc<dyn ImageSource>, dst: &Destination<'_>) -> Result<Job> {
+fn job(layout: &dyn Image, src: &Arc<dyn ImageSource>, dst: &Destination<'_>) -> Result<Job> {
     let target = remote::parse_ref(dst.reference)?;
-    let image = select(layout, &**src, dst, &target)?;
+    let image = select(layout, dst, &target)?;
     let open = |d: &Descriptor| -> Arc<dyn BlobOpen> {
         Arc::new(StoredBlob {
             src: Arc::clone(src),
@@ -277,12 +273,25 @@ fn job(layout: &NewLayout, src: &Arc<dyn ImageSource>, dst: &Destination<'_>) ->
     })
 }
 
-/// Pushes the conversion's layout to `dst`; stored blobs are read from `src`.
-pub fn push(
-    layout: &NewLayout,
-    src: Arc<dyn ImageSource>,
-    dst: &Destination<'_>,
-) -> Result<Pushed> {
+/// A registry as the destination of a conversion: the one image chosen out
+/// of the converted layout is pushed; blobs the conversion copies are read
+/// from the source store `src` on the upload threads.
+pub struct RegistryDestination<'a> {
+    pub dst: Destination<'a>,
+    pub src: Arc<dyn ImageSource>,
+    /// What the registry got, once written.
+    pub pushed: Option<Pushed>,
+}
+
+impl Sink for RegistryDestination<'_> {
+    fn write(&mut self, image: &dyn Image, _progress: &mut dyn FnMut(Progress)) -> Result<()> {
+        self.pushed = Some(push(image, Arc::clone(&self.src), &self.dst)?);
+        Ok(())
+    }
+}
+
+/// Pushes the image `dst` selects out of a converted layout.
+fn push(layout: &dyn Image, src: Arc<dyn ImageSource>, dst: &Destination<'_>) -> Result<Pushed> {
     let job = job(layout, &src, dst)?;
     let target: Reference = remote::parse_ref(dst.reference)?;
     let bridge = Bridge::new()?;
