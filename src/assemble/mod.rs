@@ -72,6 +72,9 @@ pub struct Graph {
     pub image_manifests: Vec<Descriptor>,
     /// Attestation manifests, in platform order.
     pub attestation_manifests: Vec<Descriptor>,
+    /// Manifest digest -> the digest of the subject it names (artifact-form
+    /// attestation manifests), so a push need not parse manifests back.
+    pub subjects: BTreeMap<String, String>,
     /// For a single manifest root: config and layer digests (docker's manifest.json).
     pub single: Option<(String, Vec<String>)>,
 }
@@ -164,6 +167,7 @@ pub fn assemble(platforms: &[PlatformInput<'_>], opts: &AssembleOptions<'_>) -> 
         config_digest: None,
         image_manifests: Vec::new(),
         attestation_manifests: Vec::new(),
+        subjects: BTreeMap::new(),
         single: None,
     };
     let mut images = Vec::with_capacity(platforms.len());
@@ -202,6 +206,11 @@ pub fn assemble(platforms: &[PlatformInput<'_>], opts: &AssembleOptions<'_>) -> 
         }
         graph.add(&am.descriptor, Blob::Bytes(am.bytes));
         graph.attestation_manifests.push(am.descriptor.clone());
+        if let Some(s) = &am.manifest.subject {
+            graph
+                .subjects
+                .insert(am.descriptor.digest.clone(), s.digest.clone());
+        }
         if opts.attestations_in_index {
             manifests.push(am.descriptor);
         }

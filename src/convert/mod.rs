@@ -9,8 +9,10 @@
 //!
 //! - [`manifest`]: one attestation manifest rewritten.
 //! - [`plan`]: the new layout, computed from a store without writing.
+//! - [`layout`]: the new layout, and the same seen as a [`crate::sink::Image`].
 //! - [`push`]: the new layout written to a registry.
 
+pub mod layout;
 pub mod manifest;
 pub mod push;
 mod to_layout;
@@ -24,10 +26,12 @@ use tracing::warn;
 use crate::error::{ErrorKind, ExportError, Result};
 use crate::image::parse;
 use crate::image::remote::{self, RemoteOptions};
-use crate::image::write::{write_tar, BlobData, NewLayout};
 use crate::image::{self, ImageRef, ImageSource};
 use crate::oci::{self, Descriptor, Index};
 use crate::sink::layout::ANNOTATION_REF_NAME;
+use crate::sink::Sink;
+
+pub use layout::{BlobData, NewLayout};
 
 pub use manifest::{form_of, is_attestation_entry, Form};
 
@@ -387,34 +391,7 @@ pub fn run(src: &ImageRef, dst: &ImageRef, to: Form, opts: &RemoteOptions) -> Re
     let (path, as_dir, dest_ref) = match dst {
         ImageRef::Archive(p) => (p, false, None),
         ImageRef::Layout { dir, reference } => (dir, true, reference.as_deref()),
-        ImageRef::Registry(r) => {
-            let conv = plan(&*source, to, None)?;
-            let target = remote::parse_ref(r)?;
-            let same_registry = match src {
-                ImageRef::Registry(s) => {
-                    let s = remote::parse_ref(s)?;
-                    (s.domain == target.domain).then_some(s.path)
-                }
-                _ => None,
-            };
-            let in_place = same_registry.as_deref() == Some(target.path.as_str());
-            let dest = push::Destination {
-                reference: r,
-                opts,
-                mount_from: same_registry,
-                retag_from: if in_place {
-                    first_root(&*source)?
-                } else {
-                    None
-                },
-                select: source.reference().map(String::from),
-            };
-            let pushed = push::push(&conv.layout, Arc::clone(&source), &dest)?;
-            return Ok(Summary {
-                changes: conv.changes,
-                pushed: Some(pushed),
-            });
-        }
+        ImageRef::Registry(r) => return to_registry(src, r, source, to, opts),
     };
     let conv = plan(&*source, to, dest_ref)?;
     let path_str = path.to_str().ok_or_else(|| {
@@ -428,12 +405,52 @@ pub fn run(src: &ImageRef, dst: &ImageRef, to: Form, opts: &RemoteOptions) -> Re
         (conv.layout, Destination::create(path_str, false))
     };
     let mut dest = dest.map_err(|e| ExportError::from(e).context(&dst.to_string()))?;
-    write_tar(&layout, &*source, &mut dest)?;
+    Sink::write(&mut dest, &layout.over(&*source), &mut |_| {})?;
     dest.flush()?;
     dest.finish()
         .map_err(|e| ExportError::from(e).context(&dst.to_string()))?;
     Ok(Summary {
         changes: conv.changes,
         pushed: None,
+    })
+}
+
+/// Converts `src` and pushes the result to the registry image `r`.
+fn to_registry(
+    src: &ImageRef,
+    r: &str,
+    source: Arc<dyn ImageSource>,
+    to: Form,
+    opts: &RemoteOptions,
+) -> Result<Summary> {
+    let conv = plan(&*source, to, None)?;
+    let target = remote::parse_ref(r)?;
+    let same_registry = match src {
+        ImageRef::Registry(s) => {
+            let s = remote::parse_ref(s)?;
+            (s.domain == target.domain).then_some(s.path)
+        }
+        _ => None,
+    };
+    let in_place = same_registry.as_deref() == Some(target.path.as_str());
+    let mut sink = push::RegistryDestination {
+        dst: push::Destination {
+            reference: r,
+            opts,
+            mount_from: same_registry,
+            retag_from: if in_place {
+                first_root(&*source)?
+            } else {
+                None
+            },
+            select: source.reference().map(String::from),
+        },
+        src: Arc::clone(&source),
+        pushed: None,
+    };
+    sink.write(&conv.layout.over(&*source), &mut |_| {})?;
+    Ok(Summary {
+        changes: conv.changes,
+        pushed: sink.pushed,
     })
 }

@@ -8,26 +8,29 @@
 //! fallback tag, as the push keeps them), and the tags last, so a failure
 //! leaves no tag moved. Nothing is deleted: the old manifests stay
 //! reachable by digest.
+//!
+//! What is pushed, and in which order, is [`crate::sink::push`]'s plan of
+//! the image chosen here ([`Selected`]); this file chooses the image, makes
+//! the client, and moves the tags.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-
-use bytes::Bytes;
-use tracing::{debug, info};
 
 use crate::error::{ExportError, Result};
 use crate::image::bridge::Bridge;
 use crate::image::remote::{self, RemoteOptions};
-use crate::image::write::{BlobData, NewLayout};
 use crate::image::{self, parse, ImageSource};
 use crate::oci::{self, Descriptor};
 use crate::options::ReferrersFallback;
+use crate::progress::Progress;
 use crate::reference::Reference;
-use crate::registry::{
-    referrers, BlobOpen, BlobPush, BytesBlob, PushContent, RegistryClient, RegistryError,
-};
+use crate::registry::{BlobOpen, RegistryClient, RegistryError};
 use crate::sink::layout::ANNOTATION_REF_NAME;
+use crate::sink::push::{self, OnProgress, Plan, RepoPush};
+use crate::sink::{Image, Sink};
 
 use super::is_attestation_entry;
 
@@ -71,31 +74,12 @@ impl BlobOpen for StoredBlob {
 }
 
 /// Everything the push task owns.
-struct Plan {
+struct Job {
     repo: String,
-    blobs: Vec<(Descriptor, Arc<dyn BlobOpen>)>,
-    /// In push order.
-    manifests: Vec<(Descriptor, Bytes)>,
-    root: (Descriptor, Bytes),
+    plan: Plan,
     tag: Option<String>,
     mount_from: Option<String>,
     retag_from: Option<String>,
-}
-
-impl PushContent for Plan {
-    fn blob(&self, digest: &str) -> Option<(Descriptor, Arc<dyn BlobOpen>)> {
-        self.blobs
-            .iter()
-            .find(|(d, _)| d.digest == digest)
-            .map(|(d, o)| (d.clone(), Arc::clone(o)))
-    }
-
-    fn manifest(&self, digest: &str) -> Option<(Descriptor, Bytes)> {
-        self.manifests
-            .iter()
-            .find(|(d, _)| d.digest == digest)
-            .cloned()
-    }
 }
 
 fn is_manifest(media_type: &str) -> bool {
@@ -128,15 +112,23 @@ fn single_root(index_json: &[u8], select: Option<&str>) -> Result<(Descriptor, V
     }
 }
 
-/// Records what `d` reaches in `seen`, and its indexes in `indexes` after
-/// the indexes they list.
-fn reach(
+/// What the chosen entries reach.
+#[derive(Default)]
+struct Reached {
+    seen: HashSet<String>,
+    /// Indexes, each after the indexes it lists.
+    indexes: Vec<String>,
+    /// Manifest or index digest -> the subject it names.
+    subjects: HashMap<String, String>,
+}
+
+/// Records what `d` reaches.
+fn reach<'a>(
     d: &Descriptor,
-    bytes_of: &dyn Fn(&str) -> Option<Bytes>,
-    seen: &mut HashSet<String>,
-    indexes: &mut Vec<String>,
+    bytes_of: &dyn Fn(&str) -> Option<&'a [u8]>,
+    out: &mut Reached,
 ) -> Result<()> {
-    if !seen.insert(d.digest.clone()) {
+    if !out.seen.insert(d.digest.clone()) {
         return Ok(());
     }
     let index = image::is_index(&d.media_type);
@@ -146,23 +138,95 @@ fn reach(
     let bytes = bytes_of(&d.digest).ok_or_else(|| {
         ExportError::internal(format!("manifest {} is not in the plan", d.digest))
     })?;
-    if index {
-        for c in parse::index(&bytes, &d.digest)?.value.manifests {
-            reach(&c, bytes_of, seen, indexes)?;
+    let subject = if index {
+        let idx = parse::index(bytes, &d.digest)?.value;
+        for c in &idx.manifests {
+            reach(c, bytes_of, out)?;
         }
-        indexes.push(d.digest.clone());
+        out.indexes.push(d.digest.clone());
+        idx.subject
     } else {
-        let m = parse::manifest(&bytes, &d.digest)?.value;
+        let m = parse::manifest(bytes, &d.digest)?.value;
         for c in std::iter::once(&m.config).chain(&m.layers) {
-            reach(c, bytes_of, seen, indexes)?;
+            reach(c, bytes_of, out)?;
         }
+        m.subject
+    };
+    if let Some(s) = subject {
+        out.subjects.insert(d.digest.clone(), s.digest);
     }
     Ok(())
 }
 
-fn plan(layout: &NewLayout, src: &Arc<dyn ImageSource>, dst: &Destination<'_>) -> Result<Plan> {
-    let target = remote::parse_ref(dst.reference)?;
-    let (root, detached) = single_root(&layout.index_json, dst.select.as_deref())?;
+/// The one image a registry destination takes, out of a converted layout:
+/// what its root and detached attestations reach.
+struct Selected<'a> {
+    image: &'a dyn Image,
+    root: Descriptor,
+    reached: Reached,
+}
+
+impl Selected<'_> {
+    fn subject(&self, digest: &str) -> Option<&str> {
+        self.reached.subjects.get(digest).map(String::as_str)
+    }
+}
+
+impl Image for Selected<'_> {
+    fn blobs(&self) -> Vec<(&Descriptor, Option<&[u8]>)> {
+        let mut blobs = self.image.blobs();
+        blobs.retain(|(d, _)| self.reached.seen.contains(&d.digest));
+        blobs
+    }
+
+    fn open(&self, d: &Descriptor) -> io::Result<Box<dyn Read + Send>> {
+        self.image.open(d)
+    }
+
+    fn index_json(&self) -> Cow<'_, [u8]> {
+        self.image.index_json()
+    }
+
+    fn manifest_json(&self) -> Option<Cow<'_, [u8]>> {
+        None
+    }
+
+    fn root(&self) -> Option<&Descriptor> {
+        Some(&self.root)
+    }
+
+    /// Manifests without a subject, then those with one (each in digest
+    /// order), then indexes, children first.
+    fn manifests(&self) -> Vec<(&Descriptor, Option<&str>)> {
+        let (mut plain, mut with_subject) = (Vec::new(), Vec::new());
+        for (d, _) in self.blobs() {
+            if !is_manifest(&d.media_type) {
+                continue;
+            }
+            match self.subject(&d.digest) {
+                Some(s) => with_subject.push((d, Some(s))),
+                None => plain.push((d, None)),
+            }
+        }
+        plain.extend(with_subject);
+        let blobs = self.blobs();
+        for digest in &self.reached.indexes {
+            if let Some((d, _)) = blobs.iter().find(|(d, _)| d.digest == *digest) {
+                plain.push((d, self.subject(digest)));
+            }
+        }
+        plain
+    }
+}
+
+/// The image `dst` takes out of a converted layout, checked against a
+/// digest destination.
+fn select<'a>(
+    layout: &'a dyn Image,
+    dst: &Destination<'_>,
+    target: &Reference,
+) -> Result<Selected<'a>> {
+    let (root, detached) = single_root(&layout.index_json(), dst.select.as_deref())?;
     if !target.digest.is_empty() && target.digest != root.digest {
         return Err(ExportError::invalid(
             "destination",
@@ -172,139 +236,109 @@ fn plan(layout: &NewLayout, src: &Arc<dyn ImageSource>, dst: &Destination<'_>) -
             ),
         ));
     }
-    let bytes_of = |digest: &str| -> Option<Bytes> {
-        match layout.blobs.get(digest) {
-            Some((_, BlobData::Bytes(b))) => Some(Bytes::from(b.clone())),
-            _ => None,
-        }
-    };
     // Only what the chosen entries reach (a layout may hold other images).
-    let mut seen = HashSet::new();
-    let mut indexes = Vec::new();
+    let held: HashMap<&str, &[u8]> = layout
+        .blobs()
+        .into_iter()
+        .filter_map(|(d, b)| Some((d.digest.as_str(), b?)))
+        .collect();
+    let mut reached = Reached::default();
     for e in std::iter::once(&root).chain(&detached) {
-        reach(e, &bytes_of, &mut seen, &mut indexes)?;
+        reach(e, &|d: &str| held.get(d).copied(), &mut reached)?;
     }
-    let mut blobs = Vec::new();
-    let (mut plain, mut with_subject) = (Vec::new(), Vec::new());
-    for (digest, (desc, data)) in &layout.blobs {
-        if !seen.contains(digest) {
-            continue;
-        }
-        let json = image::is_index(&desc.media_type) || is_manifest(&desc.media_type);
-        match (json, data) {
-            (true, BlobData::Bytes(b)) if is_manifest(&desc.media_type) => {
-                let item = (desc.clone(), Bytes::from(b.clone()));
-                if referrers::subject_of(b).is_some() {
-                    with_subject.push(item);
-                } else {
-                    plain.push(item);
-                }
-            }
-            (true, BlobData::Bytes(_)) => {}
-            (true, BlobData::Stored) => {
-                return Err(ExportError::internal(format!(
-                    "manifest {digest} is not in the plan"
-                )))
-            }
-            (false, BlobData::Bytes(b)) => {
-                blobs.push((
-                    desc.clone(),
-                    Arc::new(BytesBlob(Bytes::from(b.clone()))) as Arc<dyn BlobOpen>,
-                ));
-            }
-            (false, BlobData::Stored) => blobs.push((
-                desc.clone(),
-                Arc::new(StoredBlob {
-                    src: Arc::clone(src),
-                    digest: digest.clone(),
-                }) as Arc<dyn BlobOpen>,
-            )),
-        }
-    }
-    let mut manifests = plain;
-    manifests.extend(with_subject);
-    for digest in indexes {
-        let (desc, _) = &layout.blobs[&digest];
-        let bytes = bytes_of(&digest).expect("indexes are held as bytes");
-        manifests.push((desc.clone(), bytes));
-    }
-    let root_bytes = bytes_of(&root.digest)
-        .ok_or_else(|| ExportError::internal(format!("root {} is not in the plan", root.digest)))?;
-    Ok(Plan {
-        repo: target.path.clone(),
-        blobs,
-        manifests,
-        root: (
-            Descriptor::new(&root.media_type, root.digest.clone(), root.size),
-            root_bytes,
-        ),
-        tag: (!target.tag.is_empty()).then(|| target.tag.clone()),
-        mount_from: dst.mount_from.clone().filter(|m| *m != target.path),
-        retag_from: dst.retag_from.clone().filter(|old| *old != root.digest),
+    Ok(Selected {
+        image: layout,
+        root: Descriptor::new(&root.media_type, root.digest.clone(), root.size),
+        reached,
     })
 }
 
-/// Pushes the conversion's layout to `dst`; stored blobs are read from `src`.
-pub fn push(
-    layout: &NewLayout,
-    src: Arc<dyn ImageSource>,
-    dst: &Destination<'_>,
-) -> Result<Pushed> {
-    let plan = plan(layout, &src, dst)?;
+fn job(layout: &dyn Image, src: &Arc<dyn ImageSource>, dst: &Destination<'_>) -> Result<Job> {
+    let target = remote::parse_ref(dst.reference)?;
+    let image = select(layout, dst, &target)?;
+    let open = |d: &Descriptor| -> Arc<dyn BlobOpen> {
+        Arc::new(StoredBlob {
+            src: Arc::clone(src),
+            digest: d.digest.clone(),
+        })
+    };
+    let plan = Plan::new(&image, &open)?;
+    let root = plan.root.desc.digest.clone();
+    Ok(Job {
+        repo: target.path.clone(),
+        plan,
+        tag: (!target.tag.is_empty()).then(|| target.tag.clone()),
+        mount_from: dst.mount_from.clone().filter(|m| *m != target.path),
+        retag_from: dst.retag_from.clone().filter(|old| *old != root),
+    })
+}
+
+/// A registry as the destination of a conversion: the one image chosen out
+/// of the converted layout is pushed; blobs the conversion copies are read
+/// from the source store `src` on the upload threads.
+pub struct RegistryDestination<'a> {
+    pub dst: Destination<'a>,
+    pub src: Arc<dyn ImageSource>,
+    /// What the registry got, once written.
+    pub pushed: Option<Pushed>,
+}
+
+impl Sink for RegistryDestination<'_> {
+    fn write(&mut self, image: &dyn Image, _progress: &mut dyn FnMut(Progress)) -> Result<()> {
+        self.pushed = Some(push(image, Arc::clone(&self.src), &self.dst)?);
+        Ok(())
+    }
+}
+
+/// Pushes the image `dst` selects out of a converted layout.
+fn push(layout: &dyn Image, src: Arc<dyn ImageSource>, dst: &Destination<'_>) -> Result<Pushed> {
+    let job = job(layout, &src, dst)?;
     let target: Reference = remote::parse_ref(dst.reference)?;
     let bridge = Bridge::new()?;
     let client = remote::client(&target, dst.opts, &bridge)?;
     bridge
-        .call(run(client, plan))?
+        .call(run(client, job))?
         .map_err(|e| ExportError::from(e).context(&format!("docker://{}", dst.reference)))
 }
 
-async fn run(client: RegistryClient, plan: Plan) -> Result<Pushed, RegistryError> {
-    let repo = plan.repo.as_str();
-    let mut out = Pushed {
-        root: plan.root.0.clone(),
-        ..Pushed::default()
+/// Blobs counted by how they got into the repository.
+#[derive(Default)]
+struct Counts {
+    written: AtomicUsize,
+    existing: AtomicUsize,
+    mounted: AtomicUsize,
+}
+
+async fn run(client: RegistryClient, job: Job) -> Result<Pushed, RegistryError> {
+    let repo = job.repo.as_str();
+    let counts = Arc::new(Counts::default());
+    let counter = Arc::clone(&counts);
+    let on: OnProgress = Arc::new(move |p| {
+        let n = match p {
+            Progress::Writing { .. } => return,
+            Progress::Skipped { .. } => &counter.existing,
+            Progress::Mounted { .. } => &counter.mounted,
+            Progress::Done { .. } => &counter.written,
+        };
+        n.fetch_add(1, Ordering::Relaxed);
+    });
+    let how = RepoPush {
+        mount_from: job.mount_from.as_deref(),
+        concurrency: 1,
+        skip_existing: true,
+        fallback: ReferrersFallback::Auto,
     };
-    let noop: crate::registry::OnBytes = Arc::new(|_| {});
-    for (desc, open) in &plan.blobs {
-        let how = client
-            .push_blob(
-                repo,
-                desc,
-                Arc::clone(open),
-                plan.mount_from.as_deref(),
-                Arc::clone(&noop),
-            )
-            .await?;
-        debug!(digest = %desc.digest, ?how, "blob");
-        match how {
-            BlobPush::Existed => out.existing += 1,
-            BlobPush::Mounted => out.mounted += 1,
-            BlobPush::Uploaded { .. } => out.written += 1,
-        }
-    }
-    // Subjects indexed by the registry itself (OCI-Subject on the PUT).
-    let mut indexed = false;
-    for (desc, bytes) in &plan.manifests {
-        if client.resolve(repo, &desc.digest).await?.is_some() {
-            out.existing += 1;
-            continue;
-        }
-        let put = client
-            .put_manifest_repairing(repo, &desc.digest, &desc.media_type, bytes.clone(), &plan)
-            .await?;
-        indexed |= put.oci_subject.is_some();
-        out.written += 1;
-        debug!(digest = %desc.digest, media_type = %desc.media_type, "manifest");
-    }
-    out.fallback_tags = client
-        .maintain_referrers(repo, &plan.manifests, indexed, ReferrersFallback::Auto)
-        .await?;
-    for tag in &out.fallback_tags {
-        info!(repo, %tag, "referrers fallback tag");
-    }
-    let mut tags: Vec<String> = plan.tag.iter().cloned().collect();
-    if let Some(old) = &plan.retag_from {
+    let report = push::push_repo(&client, &job.plan, repo, &how, &on).await?;
+    let mut out = Pushed {
+        root: job.plan.root.desc.clone(),
+        written: counts.written.load(Ordering::Relaxed) + report.manifests_written,
+        existing: counts.existing.load(Ordering::Relaxed) + report.manifests_existing,
+        mounted: counts.mounted.load(Ordering::Relaxed),
+        fallback_tags: report.fallback_tags,
+        tags: Vec::new(),
+    };
+    let mut tags: Vec<String> = job.tag.iter().cloned().collect();
+    if let Some(old) = &job.retag_from {
         for t in client.list_tags(repo).await? {
             if tags.contains(&t) || is_fallback_tag(&t) {
                 continue;
@@ -318,12 +352,8 @@ async fn run(client: RegistryClient, plan: Plan) -> Result<Pushed, RegistryError
             }
         }
     }
-    let (root, root_bytes) = &plan.root;
     for t in &tags {
-        client
-            .put_manifest_repairing(repo, t, &root.media_type, root_bytes.clone(), &plan)
-            .await?;
-        info!(registry = client.host(), repo, tag = %t, digest = %root.digest, "tagged");
+        push::tag(&client, &job.plan, repo, t).await?;
     }
     out.tags = tags;
     Ok(out)

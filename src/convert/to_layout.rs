@@ -13,11 +13,10 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use super::reachable;
+use super::{reachable, BlobData, NewLayout};
 use crate::destination::IndexUpdate;
 use crate::error::Result;
 use crate::image::parse;
-use crate::image::write::{BlobData, NewLayout};
 use crate::image::{ImageRef, ImageSource};
 use crate::oci::Index;
 use crate::sink::layout::ANNOTATION_REF_NAME;

@@ -8,6 +8,8 @@
 //!
 //! Why a module of its own: the CLI's `export` and `convert` both write
 //! through it, and neither should import the other (or the client) for it.
+//! A conversion hands it an image ([`crate::sink::Sink`]); an export's
+//! client hands it the layout tar the server wrote through the same sink.
 
 pub mod layout_dir;
 pub mod untar;
@@ -15,6 +17,10 @@ pub mod untar;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+use crate::error::Result;
+use crate::progress::Progress;
+use crate::sink::{Image, Sink, TarSink};
 
 pub use layout_dir::IndexUpdate;
 use untar::Untar;
@@ -136,6 +142,15 @@ impl Write for Destination {
             Destination::File { tmp, .. } => tmp.flush(),
             Destination::Dir { untar, .. } => untar.flush(),
         }
+    }
+}
+
+/// A destination is a sink of images: the layout tar written to a file or
+/// stdout, or unpacked into a layout directory. The output appears only at
+/// [`Destination::finish`].
+impl Sink for Destination {
+    fn write(&mut self, image: &dyn Image, progress: &mut dyn FnMut(Progress)) -> Result<()> {
+        TarSink::new(self).write(image, progress)
     }
 }
 

@@ -105,15 +105,19 @@ mod tests {
         }
     }
 
+    /// The graph the first four steps make of `req`.
+    fn assembled(req: &ExportRequest, env: &ExportEnv<'_>) -> Graph {
+        let plan = plan::plan(req, resolve::resolve(req, &env.limits).unwrap()).unwrap();
+        let inputs = layers::export_layers(req, &plan, env).unwrap();
+        assemble_graph(&plan, &inputs, req, &env.limits).unwrap()
+    }
+
     #[test]
     fn assembly_takes_the_planned_index_and_annotations() {
         let scratch = tempfile::tempdir().unwrap();
         let blobs = MemBlobs::layers(1);
         let req = request("oci", &[("annotation-index.k", "v")], PLATFORM_MAP);
-        let env = env(&blobs, scratch.path());
-        let plan = plan::plan(&req, resolve::resolve(&req, &env.limits).unwrap()).unwrap();
-        let inputs = layers::export_layers(&req, &plan, &env).unwrap();
-        let graph = assemble_graph(&plan, &inputs, &req, &env.limits).unwrap();
+        let graph = assembled(&req, &env(&blobs, scratch.path()));
         assert_eq!(graph.root.media_type, crate::oci::MT_OCI_INDEX);
         assert_eq!(graph.image_manifests.len(), 2);
         let (_, index) = &graph.blobs[&graph.root.digest];
@@ -121,6 +125,34 @@ mod tests {
             panic!("the index is bytes");
         };
         assert!(String::from_utf8_lossy(index).contains("\"k\": \"v\""));
+    }
+
+    /// An exported graph reads back as a store, as archives and layouts
+    /// do: `index.json` names the root and every blob verifies.
+    #[test]
+    fn an_exported_graph_is_an_image_store() {
+        use crate::image::{self, built::Built, parse, ImageSource as _};
+        let scratch = tempfile::tempdir().unwrap();
+        let blobs = MemBlobs::layers(1);
+        let req = request("oci", &[("annotation-index.k", "v")], PLATFORM_MAP);
+        let graph = assembled(&req, &env(&blobs, scratch.path()));
+        let store = Built(crate::sink::Exported {
+            graph: &graph,
+            spec: crate::sink::ArchiveSpec {
+                names: &[],
+                root: &graph.root,
+                docker_manifest: false,
+                detached: &[],
+            },
+            blobs: &blobs,
+        });
+        let top = parse::index(&store.index_json().unwrap(), "index.json").unwrap();
+        assert_eq!(top.value.manifests[0].digest, graph.root.digest);
+        for (d, _) in graph.blobs.values() {
+            assert_eq!(image::check_blob(&store, d).unwrap(), None, "{}", d.digest);
+        }
+        assert!(store.open_blob("sha256:00").is_err());
+        assert_eq!(store.extra_file("manifest.json").unwrap(), None);
     }
 
     #[test]

@@ -71,6 +71,7 @@ mod tests {
             config_digest: Some("sha256:config".into()),
             image_manifests: Vec::new(),
             attestation_manifests: Vec::new(),
+            subjects: BTreeMap::new(),
             single: None,
         }
     }

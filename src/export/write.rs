@@ -1,6 +1,7 @@
-//! Step 5 of an export: the assembled graph written to its sink. The `oci`
-//! and `docker` exporters write a layout tar to the output; the `image`
-//! exporter pushes to a registry when asked (and writes nothing).
+//! Step 5 of an export: the assembled graph, seen as a [`sink::Image`],
+//! written to its sink. The `oci` and `docker` exporters write a layout tar
+//! to the output; the `image` exporter pushes to a registry when asked (and
+//! writes nothing).
 
 use std::io::Write;
 
@@ -10,7 +11,7 @@ use crate::model::ExportRequest;
 use crate::oci::Descriptor;
 use crate::options::ExporterType;
 use crate::progress::Progress;
-use crate::sink;
+use crate::sink::{self, Sink};
 use crate::timefmt::Time;
 
 use super::plan::Plan;
@@ -28,44 +29,42 @@ pub(super) fn write_to_sink(
 ) -> Result<Descriptor> {
     let opts = &plan.opts;
     let root = sink::layout::root_with_created(&graph.root, &created(plan.global_epoch));
-    if opts.exporter != ExporterType::Image {
-        sink::write_oci_tar(
-            graph,
-            &sink::ArchiveSpec {
-                names: &plan.names,
-                root: &root,
-                docker_manifest: opts.exporter == ExporterType::Docker,
-                detached: if opts.attestations_in_index {
-                    &[]
-                } else {
-                    &graph.attestation_manifests
-                },
+    let image = sink::Exported {
+        graph,
+        spec: sink::ArchiveSpec {
+            names: &plan.names,
+            root: &root,
+            docker_manifest: opts.exporter == ExporterType::Docker,
+            detached: if opts.attestations_in_index {
+                &[]
+            } else {
+                &graph.attestation_manifests
             },
-            env.blobs,
-            out,
-            progress,
-        )?;
-        return Ok(root);
-    }
-    if req.attrs.contains_key(crate::options::keys::STORE)
-        || req.attrs.contains_key(crate::options::keys::UNPACK)
-    {
-        tracing::debug!("store and unpack are accepted, but there is no local image store");
-    }
-    if opts.push {
-        sink::registry::push(
-            graph,
-            &sink::registry::PushSpec {
+        },
+        blobs: env.blobs,
+    };
+    let mut sink: Box<dyn Sink + '_> = if opts.exporter != ExporterType::Image {
+        Box::new(sink::TarSink::new(out))
+    } else {
+        if req.attrs.contains_key(crate::options::keys::STORE)
+            || req.attrs.contains_key(crate::options::keys::UNPACK)
+        {
+            tracing::debug!("store and unpack are accepted, but there is no local image store");
+        }
+        if !opts.push {
+            return Ok(root);
+        }
+        Box::new(sink::registry::RegistrySink {
+            spec: sink::registry::PushSpec {
                 names: &plan.names,
                 push_by_digest: opts.push_by_digest,
                 insecure: opts.insecure,
                 referrers_fallback: opts.referrers_fallback,
                 registry: &env.registry,
             },
-            env.blobs,
-            progress,
-        )?;
-    }
+        })
+    };
+    sink.write(&image, progress)?;
     Ok(root)
 }
 

@@ -14,6 +14,7 @@ fn graph() -> Graph {
         config_digest: None,
         image_manifests: Vec::new(),
         attestation_manifests: Vec::new(),
+        subjects: BTreeMap::new(),
         single: None,
     }
 }

@@ -5,14 +5,16 @@
 //! - [`archive`]: an OCI layout tar (`oci-archive:PATH`), read in place.
 //! - [`layout`]: an OCI layout directory (`oci:DIR[:REF]`).
 //! - [`remote`]: a registry image (`docker://REF`), through [`bridge`].
-//! - [`write`]: a set of blobs and `index.json` out as a layout tar.
+//! - [`built`]: an image built here (an export's graph) read as a store.
+//!
+//! A new layout goes out through [`crate::sink`], as an export's graph does.
 
 pub mod archive;
 pub mod bridge;
+pub mod built;
 pub mod layout;
 pub mod parse;
 pub mod remote;
-pub mod write;
 
 use std::fmt;
 use std::io::{self, Read, Write};

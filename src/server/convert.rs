@@ -20,9 +20,10 @@ use super::service::next_chunk;
 use super::status::to_status;
 use crate::convert::{self, Form};
 use crate::error::ExportError;
-use crate::image::{archive::ArchiveSource, write::write_tar};
+use crate::image::archive::ArchiveSource;
 use crate::limits::Limits;
 use crate::proto::{self, export_event::Event};
+use crate::sink::{Sink as _, TarSink};
 use crate::store::Store;
 
 pub type ConvertStream = tokio_stream::wrappers::ReceiverStream<Result<proto::ExportEvent, Status>>;
@@ -89,7 +90,7 @@ fn run(path: &std::path::Path, to: Form, events: Events) {
     let mut out = ChunkWriter::new(events.clone());
     let result = ArchiveSource::open(path).and_then(|src| {
         let conv = convert::plan(&src, to, None)?;
-        write_tar(&conv.layout, &src, &mut out)?;
+        TarSink::new(&mut out).write(&conv.layout.over(&src), &mut |_| {})?;
         std::io::Write::flush(&mut out)?;
         Ok(conv.changes)
     });

@@ -1,90 +1,82 @@
-//! Output sinks. Each knows one destination; all take the assembled graph.
+//! Output sinks. Each knows one destination and writes any [`Image`]: an
+//! export's assembled graph and a conversion's new layout alike, so the
+//! bytes of a layout tar come from one writer whatever produced the image.
 //!
-//! - `oci_tar`: an OCI layout streamed as a tar (also the docker archive,
-//!   and the layout directory, which the client unpacks from the stream).
-//! - `registry`: a push to the repositories the image names point at.
+//! Why a trait per side: go-containerregistry's `tarball.Write`,
+//! `layout.Write` and `remote.Write` all take the one `v1.Image`. Here an
+//! [`Image`] is what a sink reads (blobs by digest, the layout's top-level
+//! files), and a [`Sink`] is one place it can go. Adding a destination means
+//! adding one implementation of [`Sink`]; adding a kind of image means
+//! adding one implementation of [`Image`].
+//!
+//! - [`archive`]: the OCI layout tar (also the docker archive, and the
+//!   layout directory, which `destination` unpacks from the stream).
+//! - [`exported`]: an export's graph seen as an [`Image`].
+//! - [`push`]: the one push planner: an [`Image`]'s blobs and
+//!   manifests in push order, put into one repository.
+//! - [`registry`]: an export pushed to the repositories its names point at.
+//! - [`layout`]: the small files of a layout; [`tar`]: Go's tar bytes.
 
+pub mod archive;
+pub mod exported;
 pub mod layout;
+pub mod push;
 pub mod registry;
 pub mod tar;
 
-use std::io::Write;
+use std::borrow::Cow;
+use std::io::{self, Read};
 
-use crate::assemble::{Blob, Graph};
-use crate::blob::BlobSource;
 use crate::error::Result;
-use crate::oci::{self, Descriptor};
+use crate::oci::Descriptor;
 use crate::progress::Progress;
-use crate::reference::Reference;
 
-/// What goes into the archive besides the graph.
-pub struct ArchiveSpec<'a> {
-    pub names: &'a [Reference],
-    /// The root as it stands in `index.json` (with the created annotation).
-    pub root: &'a Descriptor,
-    /// Add Docker's `manifest.json` (docker exporter, single manifest root).
-    pub docker_manifest: bool,
-    /// Attestation manifests kept out of the index: listed as top-level entries.
-    pub detached: &'a [Descriptor],
+pub use archive::TarSink;
+pub use exported::{ArchiveSpec, Exported};
+
+/// An image as the sinks read it: every blob by digest, and the files an
+/// OCI layout holds besides its blobs.
+pub trait Image {
+    /// Every blob in `sha256:<hex>` order (a layout tar's order): its
+    /// descriptor, and its bytes when they are held in memory.
+    fn blobs(&self) -> Vec<(&Descriptor, Option<&[u8]>)>;
+
+    /// Opens a blob that is not held in memory, for a reader that may run
+    /// on another thread (a push's uploads).
+    fn open(&self, d: &Descriptor) -> io::Result<Box<dyn Read + Send>>;
+
+    /// Streams a blob that is not held in memory into `write`, which reads
+    /// it to its end. An image may say more of a failure here, or check
+    /// blobs it does not trust on the way.
+    fn stream(
+        &self,
+        d: &Descriptor,
+        write: &mut dyn FnMut(&mut dyn Read) -> io::Result<()>,
+    ) -> Result<()> {
+        let mut r = self.open(d)?;
+        write(&mut r)?;
+        Ok(())
+    }
+
+    /// The layout's `index.json`.
+    fn index_json(&self) -> Cow<'_, [u8]>;
+
+    /// Docker's `manifest.json`, when the image has one.
+    fn manifest_json(&self) -> Option<Cow<'_, [u8]>>;
+
+    /// The manifest or index a registry's tags name; `None` for a layout
+    /// of several images, which no registry takes whole.
+    fn root(&self) -> Option<&Descriptor>;
+
+    /// Every manifest and index a push puts (all held in memory), in push
+    /// order: a manifest before those naming it as subject, an index after
+    /// what it lists; each with its subject's digest, kept in the model and
+    /// never parsed back out of the bytes. Empty without a root.
+    fn manifests(&self) -> Vec<(&Descriptor, Option<&str>)>;
 }
 
-/// Streams the OCI layout tar of a graph.
-pub fn write_oci_tar(
-    graph: &Graph,
-    spec: &ArchiveSpec<'_>,
-    blobs: &dyn BlobSource,
-    out: &mut dyn Write,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<()> {
-    let mut files: Vec<(String, u32, Vec<u8>)> = vec![
-        (
-            "index.json".into(),
-            0o644,
-            layout::index_json(spec.root, spec.names, spec.detached),
-        ),
-        ("oci-layout".into(), 0o444, layout::OCI_LAYOUT.to_vec()),
-    ];
-    if spec.docker_manifest {
-        if let Some((config, layers)) = &graph.single {
-            files.push((
-                "manifest.json".into(),
-                0o644,
-                layout::docker_manifest_json(config, layers, spec.names),
-            ));
-        }
-    }
-    files.sort_by(|a, b| a.0.cmp(&b.0));
-
-    let mut tw = tar::TarWriter::new(out);
-    tw.dir("blobs/")?;
-    tw.dir("blobs/sha256/")?;
-    // BTreeMap order by "sha256:<hex>" is hex order.
-    for (digest, (desc, blob)) in &graph.blobs {
-        let name = format!("blobs/sha256/{}", oci::digest_hex(digest));
-        match blob {
-            Blob::Bytes(b) => tw.file_bytes(&name, 0o444, b)?,
-            Blob::Layer(src) => {
-                let mut r = src.open(blobs).map_err(|e| {
-                    crate::error::ExportError::from(e).context(&format!("layer {digest}"))
-                })?;
-                let total = desc.size;
-                tw.file(&name, 0o444, total, &mut r, &mut |done| {
-                    progress(Progress::Writing {
-                        digest: digest.clone(),
-                        done,
-                        total,
-                    })
-                })?;
-                progress(Progress::Done {
-                    digest: digest.clone(),
-                    total,
-                });
-            }
-        }
-    }
-    for (name, mode, bytes) in &files {
-        tw.file_bytes(name, *mode, bytes)?;
-    }
-    tw.finish()?;
-    Ok(())
+/// One destination of images.
+pub trait Sink {
+    /// Writes `image`; `progress` hears of each blob streamed.
+    fn write(&mut self, image: &dyn Image, progress: &mut dyn FnMut(Progress)) -> Result<()>;
 }
