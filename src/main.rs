@@ -33,13 +33,23 @@ struct Cli {
     command: Command,
     /// Log lines as text or as one JSON object per line (span fields,
     /// request ids included).
-    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"], help_heading = "Global options")]
     log_format: String,
+    /// The least severe log lines shown. Default: info for serve; for the
+    /// other commands warn, with their own progress and result lines.
+    /// RUST_LOG, when set, overrides it.
+    #[arg(long, global = true, value_parser = ["error", "warn", "info", "debug", "trace"], help_heading = "Global options")]
+    log_level: Option<String>,
     /// A directory of per-registry TLS files in the Docker layout
     /// (DIR/HOST[:PORT]/*.crt CAs, *.cert with *.key client certificates).
     /// Repeatable; replaces /etc/docker/certs.d. Applies to serve, to the
     /// embedded server of export, and to docker:// in convert and inspect.
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        help_heading = "Global options"
+    )]
     registry_certs_dir: Vec<PathBuf>,
 }
 
@@ -67,6 +77,8 @@ enum Command {
         /// buildx-style CSV, e.g. type=oci,dest=out.tar,oci-artifact=true.
         /// type overrides the result's exporter, dest is the destination
         /// (- for stdout), every other key is an exporter attribute.
+        /// Default: the result's own exporter, its archive to stdout (refused
+        /// when stdout is a terminal).
         #[arg(long)]
         output: Option<String>,
         /// Write the exporter response map here as a JSON object.
@@ -138,6 +150,8 @@ enum Command {
     Inspect {
         /// oci-archive:PATH, oci:DIR[:REF] or docker://REF
         src: String,
+        /// text: a tree for people; json: one object with stable field
+        /// names, for programs.
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         format: String,
         /// Reach docker:// registries without verifying their TLS certificate,
@@ -202,8 +216,9 @@ fn init_logging(cli: &Cli) {
             "warn,oxport::cli=info"
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(cli.log_level.as_deref().unwrap_or(default_filter))
+    });
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

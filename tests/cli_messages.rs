@@ -253,3 +253,54 @@ fn copy_for_nobody() -> std::path::PathBuf {
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     bin
 }
+
+#[test]
+fn internal_logs_only_with_log_level_debug() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("a.tar");
+    let out = format!("type=oci,dest={}", dest.display());
+    let quiet = export(&out, &[]);
+    assert!(quiet.status.success(), "{}", stderr(&quiet));
+    assert!(
+        !stderr(&quiet).contains("blob committed"),
+        "{}",
+        stderr(&quiet)
+    );
+    let loud = export(&out, &["--log-level", "debug"]);
+    assert!(loud.status.success(), "{}", stderr(&loud));
+    assert!(
+        stderr(&loud).contains("blob committed"),
+        "{}",
+        stderr(&loud)
+    );
+}
+
+#[test]
+fn help_names_the_defaults_and_files_global_flags_apart() {
+    let export_help = stderr_or_stdout(&oxport(&["export", "--help"]));
+    assert!(
+        export_help.contains("its archive to stdout (refused when stdout is a terminal)"),
+        "{export_help}"
+    );
+    let inspect_help = stderr_or_stdout(&oxport(&["inspect", "--help"]));
+    assert!(
+        inspect_help.contains("--format <FORMAT>  text: a tree for people"),
+        "{inspect_help}"
+    );
+    let serve_help = stderr_or_stdout(&oxport(&["serve", "--help"]));
+    let global = serve_help
+        .find("Global options:")
+        .expect("a Global options heading");
+    assert!(
+        serve_help.find("--log-format").unwrap() > global,
+        "{serve_help}"
+    );
+    assert!(
+        serve_help.find("--tls-cert").unwrap() < global,
+        "{serve_help}"
+    );
+}
+
+fn stderr_or_stdout(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(o))
+}
