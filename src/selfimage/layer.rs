@@ -1,15 +1,19 @@
 //! The image's one layer: a USTAR tar (Go `archive/tar` bytes, through the
-//! sink's own writer) holding the binary at `usr/local/bin/oxport`, gzipped.
-//! Both digests are computed while the bytes stream to the file.
+//! sink's own writer) holding the binary at `usr/local/bin/oxport` and what
+//! it needs at run time ([`super::runtime`]), gzipped. Entries are sorted by
+//! path, each directory before what it holds. Both digests are computed
+//! while the bytes stream to the file.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use sha2::{Digest, Sha256};
 
+use super::runtime::RuntimeFile;
 use crate::sink::tar::TarWriter;
 
 /// Where the binary lives in the image.
@@ -53,19 +57,38 @@ fn hashing<W>(inner: W) -> Hashing<W> {
     }
 }
 
-/// Writes the layer holding `binary` to `dest`.
-pub fn write(binary: &Path, dest: &Path) -> io::Result<LayerBlob> {
-    let mut src = File::open(binary)?;
-    let size = src.metadata()?.len();
+/// Writes the layer holding `binary` and the `runtime` files to `dest`.
+pub fn write(binary: &Path, runtime: &[RuntimeFile], dest: &Path) -> io::Result<LayerBlob> {
+    let mut entries: Vec<(&str, &Path)> = vec![(BINARY_PATH, binary)];
+    entries.extend(
+        runtime
+            .iter()
+            .map(|f| (f.image_path.as_str(), f.host_path.as_path())),
+    );
+    entries.sort();
     let compressed = hashing(BufWriter::new(File::create(dest)?));
     // GzEncoder writes no name and a zero mtime: the bytes depend only on the input.
     let gz = GzEncoder::new(compressed, Compression::default());
     let mut tar = TarWriter::new(hashing(gz));
-    let parts: Vec<&str> = BINARY_PATH.split('/').collect();
-    for i in 1..parts.len() {
-        tar.dir(&format!("{}/", parts[..i].join("/")))?;
+    let mut dirs_written: Vec<String> = Vec::new();
+    for (name, host) in entries {
+        let parts: Vec<&str> = name.split('/').collect();
+        for i in 1..parts.len() {
+            let dir = format!("{}/", parts[..i].join("/"));
+            if !dirs_written.contains(&dir) {
+                tar.dir(&dir)?;
+                dirs_written.push(dir);
+            }
+        }
+        let mut src = File::open(host)?;
+        let meta = src.metadata()?;
+        let mode = if name == BINARY_PATH {
+            0o755
+        } else {
+            meta.permissions().mode() & 0o755
+        };
+        tar.file(name, mode, meta.len(), &mut src, &mut |_| {})?;
     }
-    tar.file(BINARY_PATH, 0o755, size, &mut src, &mut |_| {})?;
     let plain = tar.finish()?;
     let diff_id = format!("sha256:{}", hex::encode(plain.hash.finalize()));
     let mut compressed = plain.inner.finish()?;
@@ -89,7 +112,7 @@ mod tests {
         let content: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 251) as u8).collect();
         std::fs::write(&bin, &content).unwrap();
         let blob = dir.path().join("layer");
-        let l = write(&bin, &blob).unwrap();
+        let l = write(&bin, &[], &blob).unwrap();
 
         let gz = std::fs::read(&blob).unwrap();
         assert_eq!(l.size, gz.len() as u64);
@@ -118,7 +141,7 @@ mod tests {
         assert_eq!(&tar[3 * 512 + 100..3 * 512 + 107], b"0000755");
         assert_eq!(&tar[4 * 512..4 * 512 + content.len()], &content[..]);
         // Same input, same bytes.
-        let again = write(&bin, &dir.path().join("again")).unwrap();
+        let again = write(&bin, &[], &dir.path().join("again")).unwrap();
         assert_eq!(again, l);
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod layer;
 pub mod provenance;
+pub mod runtime;
 pub mod sbom;
 
 use std::collections::BTreeMap;
@@ -63,7 +64,9 @@ pub fn host_platform() -> String {
 pub fn build(p: &Params, dir: &Path) -> Result<Case> {
     let blob_path = dir.join("layer.tar.gz");
     let io_err = |what: &str, e: std::io::Error| ExportError::from(e).context(what);
-    let blob = layer::write(&p.binary, &blob_path).map_err(|e| io_err("self-image layer", e))?;
+    let libs = runtime::files(&p.binary).map_err(|e| io_err("self-image runtime files", e))?;
+    let blob =
+        layer::write(&p.binary, &libs, &blob_path).map_err(|e| io_err("self-image layer", e))?;
     let binary_sha = sha256_file(&p.binary).map_err(|e| io_err("self-image binary", e))?;
     let created = Time::from_unix(p.epoch).format();
     let (os, arch) = p.platform.split_once('/').unwrap_or(("linux", "amd64"));
