@@ -49,6 +49,35 @@ have_jsonschema() {
     return 1
 }
 
+# Installs packages without side effects on the host: no service a package
+# ships (docker-registry's listens on port 5000 of every interface) is
+# started during the install (policy-rc.d answers "not allowed", unless the
+# host has its own policy), and any it enabled is disabled again.
+install_without_services() {
+    local policy=/usr/sbin/policy-rc.d ours=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+        as_root chmod 755 "$policy"
+        ours=1
+    fi
+    local status=0
+    as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null || status=$?
+    [ "$ours" = 1 ] && as_root rm -f "$policy"
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+        local unit
+        for unit in docker-registry.service; do
+            # Only a unit of a package installed here: a registry the host
+            # already ran is none of this script's business.
+            [[ " $* " == *" ${unit%.service} "* ]] || continue
+            if systemctl is-enabled --quiet "$unit" 2>/dev/null || systemctl is-active --quiet "$unit" 2>/dev/null; then
+                echo "run.sh: stopping and disabling $unit, which the install enabled"
+                as_root systemctl disable --now "$unit" >/dev/null 2>&1 || true
+            fi
+        done
+    fi
+    return "$status"
+}
+
 missing=()
 command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
 command -v zstd >/dev/null 2>&1 || missing+=(zstd)
@@ -68,7 +97,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
         echo "run.sh: installing ${missing[*]}"
         export DEBIAN_FRONTEND=noninteractive
         as_root apt-get update -qq
-        as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        install_without_services "${missing[@]}"
     else
         echo "run.sh: missing ${missing[*]} and no apt-get to install them" >&2
     fi
