@@ -27,7 +27,7 @@ pub fn attributes(data: &[u8]) {
     if let Ok(spec) = crate::client::output::parse_output(&text) {
         let exporter = spec.exporter.as_deref().unwrap_or("oci");
         if let Ok(mut opts) = crate::options::ExportOptions::parse(exporter, &spec.attrs, 0) {
-            opts.finalize(data.len() % 2 == 0);
+            opts.finalize(data.len().is_multiple_of(2));
             let _ = opts.check_extensions();
             let _ = opts.effective();
         }
