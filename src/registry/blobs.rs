@@ -492,13 +492,16 @@ fn feed(
     on_bytes: OnBytes,
 ) -> tokio::task::JoinHandle<io::Result<(Cursor, u64)>> {
     tokio::task::spawn_blocking(move || {
+        let (home, pool) = std::sync::mpsc::channel();
         let mut done = 0u64;
         while done < len {
             let want = (len - done).min(PIECE as u64) as usize;
-            let mut buf = vec![0u8; want];
+            // A piece the request body has sent comes back for the next read,
+            // so no buffer is allocated and zeroed per piece.
+            let mut buf = pool.try_recv().unwrap_or_else(|_| vec![0u8; PIECE]);
             let mut n = 0;
             while n < want {
-                let k = cur.reader.read(&mut buf[n..])?;
+                let k = cur.reader.read(&mut buf[n..want])?;
                 if k == 0 {
                     let e = io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -509,8 +512,12 @@ fn feed(
                 }
                 n += k;
             }
-            buf.truncate(n);
-            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+            let piece = Piece {
+                buf,
+                len: n,
+                home: home.clone(),
+            };
+            if tx.blocking_send(Ok(Bytes::from_owner(piece))).is_err() {
                 return Err(io::Error::new(
                     io::ErrorKind::BrokenPipe,
                     "the request ended",
@@ -523,9 +530,47 @@ fn feed(
     })
 }
 
+/// The bytes of one piece of an upload body; its buffer goes back to the
+/// feeder's pool once the body has sent it.
+struct Piece {
+    buf: Vec<u8>,
+    len: usize,
+    home: std::sync::mpsc::Sender<Vec<u8>>,
+}
+
+impl AsRef<[u8]> for Piece {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Drop for Piece {
+    fn drop(&mut self) {
+        // The feeder may be gone (the upload ended): the buffer is freed.
+        let _ = self.home.send(std::mem::take(&mut self.buf));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pieces_go_back_to_the_pool_once_sent() {
+        let (home, pool) = std::sync::mpsc::channel();
+        let piece = Bytes::from_owner(Piece {
+            buf: vec![7u8; 16],
+            len: 5,
+            home,
+        });
+        assert_eq!(&piece[..], &[7u8; 5]);
+        assert!(pool.try_recv().is_err(), "still in use");
+        let part = piece.slice(1..3);
+        drop(piece);
+        assert!(pool.try_recv().is_err(), "a slice still uses it");
+        drop(part);
+        assert_eq!(pool.try_recv().unwrap().len(), 16);
+    }
 
     #[test]
     fn ranges_and_params() {
