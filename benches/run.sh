@@ -8,6 +8,8 @@
 #   --quick   every size divided by 8, for a fast check
 #   --rows    run only the rows listed (1 covers 1a and 1b)
 # OXPORT_BENCH_DIR picks where the temporary data goes (default: $TMPDIR).
+# OXPORT_BENCH_PROFILE picks the cargo profile (default: bench, which is release; profiling
+# adds debug info for perf).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -40,4 +42,4 @@ fi
 # The data lives in a directory removed on exit, even when the run is interrupted.
 work="$(mktemp -d "${OXPORT_BENCH_DIR:-${TMPDIR:-/tmp}}/oxport-bench-XXXXXX")"
 trap 'rm -rf "$work"' EXIT
-OXPORT_BENCH_DIR="$work" cargo bench --quiet --bench throughput -- "$@"
+OXPORT_BENCH_DIR="$work" cargo bench --quiet --profile "${OXPORT_BENCH_PROFILE:-bench}" --bench throughput -- "$@"

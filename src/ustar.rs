@@ -1,10 +1,15 @@
-//! Reading the fields of a USTAR header block: NUL-terminated strings,
-//! octal numbers, the checksum, the entry name (with its `prefix`) and a
-//! safe relative path made of it.
+//! The one tar header reader: the fields of a USTAR header block
+//! (NUL-terminated strings, octal numbers, the checksum, the entry name with
+//! its `prefix`, a safe relative path made of it), PAX extended header
+//! records, and a whole header read with what the extended headers before it
+//! said (`read_header`).
 //!
-//! Why a module of its own: the `tar=false` unpacker and the archive reader
-//! of existing images both read headers field by field; neither should have
-//! to import the other's module to do it.
+//! Why a module of its own: the `tar=false` unpacker (bytes pushed in as
+//! they arrive) and the archive reader of existing images (a file read in
+//! place by offset) walk a tar differently but read its headers the same
+//! way; neither should have to import the other's module to do it. The
+//! `tar` crate does not fit them: it reads PAX and GNU long-name records
+//! whole whatever their size, and it only pulls from a reader.
 
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -82,6 +87,84 @@ pub fn clean_path(name: &str) -> io::Result<PathBuf> {
     Ok(out)
 }
 
+/// What the PAX and GNU long-name headers before an entry say about it.
+#[derive(Debug, Default)]
+pub struct Pending {
+    pub path: Option<String>,
+    pub size: Option<u64>,
+}
+
+impl Pending {
+    /// The `path` and `size` records of a PAX extended header
+    /// (`"<len> <key>=<value>\n"` each; other keys are ignored). A malformed
+    /// record is an error, as in Go's `archive/tar`.
+    pub fn from_pax(mut data: &[u8]) -> io::Result<Pending> {
+        let mut out = Pending::default();
+        while !data.is_empty() {
+            let malformed = || bad("malformed PAX record");
+            let sp = data.iter().position(|&b| b == b' ').ok_or_else(malformed)?;
+            let len: usize = std::str::from_utf8(&data[..sp])
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(malformed)?;
+            if len <= sp + 1 || len > data.len() || data[len - 1] != b'\n' {
+                return Err(malformed());
+            }
+            let record = std::str::from_utf8(&data[sp + 1..len - 1]).map_err(|_| malformed())?;
+            let (key, value) = record.split_once('=').ok_or_else(malformed)?;
+            match key {
+                "size" => {
+                    out.size = Some(value.parse().map_err(|_| bad("bad PAX size record"))?);
+                }
+                "path" => out.path = Some(value.to_string()),
+                _ => {}
+            }
+            data = &data[len..];
+        }
+        Ok(out)
+    }
+}
+
+/// A header block, read: the entry's name and the size of the data that
+/// follows it, with `pending` applied (a PAX `path` or GNU long name, a PAX
+/// `size`). Extended headers themselves (`x`, `g`, `L`) keep their own name
+/// and size; `pending` then applies to the entry after them.
+#[derive(Debug)]
+pub struct Header {
+    pub name: String,
+    pub size: u64,
+    pub typeflag: u8,
+    pub mode: u32,
+}
+
+/// Whether a header of this type describes the entry after it.
+fn is_extension(typeflag: u8) -> bool {
+    matches!(typeflag, b'x' | b'g' | b'L')
+}
+
+/// Reads a header block that is not all zeros: checks its checksum and
+/// applies `pending` (see `Header`).
+pub fn read_header(h: &[u8], pending: Pending) -> io::Result<Header> {
+    check_sum(h)?;
+    let typeflag = h[156];
+    let own_size = octal(&h[124..136])?;
+    let (name, size) = if is_extension(typeflag) {
+        (entry_name(h)?, own_size)
+    } else {
+        let name = match pending.path {
+            Some(p) => p,
+            None => entry_name(h)?,
+        };
+        (name, pending.size.unwrap_or(own_size))
+    };
+    Ok(Header {
+        name,
+        size,
+        typeflag,
+        mode: (octal(&h[100..108])? & 0o7777) as u32,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +188,50 @@ mod tests {
         check_sum(&h).unwrap();
         h[0] = b'N';
         assert!(check_sum(&h).is_err());
+    }
+
+    #[test]
+    fn pax_path_and_size() {
+        let data = b"19 path=blobs/x/yy\n13 size=1234\n";
+        let p = Pending::from_pax(data).unwrap();
+        assert_eq!(p.path.as_deref(), Some("blobs/x/yy"));
+        assert_eq!(p.size, Some(1234));
+        // A length that covers only the digits and the space (found by the
+        // archive fuzz target), one that is too short, and a bad size.
+        assert!(Pending::from_pax(b"2 x").is_err());
+        assert!(Pending::from_pax(b"3 \n").is_err());
+        assert!(Pending::from_pax(b"5 x=1\n").is_err());
+        assert!(Pending::from_pax(b"9 size=x\n").is_err());
+    }
+
+    #[test]
+    fn pending_records_apply_to_entries_not_to_extensions() {
+        let mut h = [0u8; 512];
+        h[..4].copy_from_slice(b"name");
+        h[100..108].copy_from_slice(b"0000644\0");
+        h[124..136].copy_from_slice(b"00000000012\0");
+        h[156] = b'0';
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|&b| b as u32).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        let pending = || Pending {
+            path: Some("long/name".into()),
+            size: Some(9 << 30),
+        };
+        let e = read_header(&h, pending()).unwrap();
+        assert_eq!(
+            (e.name.as_str(), e.size, e.mode),
+            ("long/name", 9 << 30, 0o644)
+        );
+        let e = read_header(&h, Pending::default()).unwrap();
+        assert_eq!((e.name.as_str(), e.size), ("name", 0o12));
+
+        h[156] = b'x';
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|&b| b as u32).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        let e = read_header(&h, pending()).unwrap();
+        assert_eq!((e.name.as_str(), e.size, e.typeflag), ("name", 0o12, b'x'));
     }
 
     #[test]

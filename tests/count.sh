@@ -19,7 +19,7 @@ read -r passed failed ignored < <(
 )
 
 # "CRATE TEST" of every failed test. The crate is the test binary of cargo's
-# "Running tests/x.rs (target/debug/deps/x-HASH)" line; the names are libtest's closing
+# "Running tests/x.rs (target/release/deps/x-HASH)" line; the names are libtest's closing
 # list, "failures:" followed directly by one indented name a line (the earlier
 # "failures:" section, of captured output, starts with a blank line instead).
 failed_tests="$(awk '

@@ -3,7 +3,8 @@
 #   1. tests/tools.sh target/tools and gofmt over go/ (one check each);
 #   2. integrations/buildkit/build.sh target/buildkit (one check; quick when up to date);
 #   3. go vet over go/ (one check);
-#   4. go test -v over go/ with the oxport binary of the cargo build.
+#   4. go test -v over go/ with the oxport binary of the cargo build (the release profile,
+#      which tests/run.sh's `cargo test --release` builds).
 # Writes "passed failed skipped" to LOG.counts, counting every Go test and subtest.
 # Usage: bash tests/go.sh LOG
 set -uo pipefail
@@ -37,10 +38,10 @@ if ! command -v go >/dev/null 2>&1; then
     finish
 fi
 
-export OXPORT_BIN="${OXPORT_BIN:-$PWD/target/debug/oxport}"
+export OXPORT_BIN="${OXPORT_BIN:-$PWD/target/release/oxport}"
 export OXPORT_BUILDKIT_DIR="${OXPORT_BUILDKIT_DIR:-$PWD/target/buildkit}"
 if [ ! -x "$OXPORT_BIN" ]; then
-    cargo build --quiet >> "$log" 2>&1 || true
+    cargo build --release --quiet >> "$log" 2>&1 || true
 fi
 
 export OXPORT_TOOLS_DIR="${OXPORT_TOOLS_DIR:-$PWD/target/tools}"

@@ -129,7 +129,9 @@ skips="$(mktemp -d)"
 trap 'rm -rf "$log" "$skips"' EXIT
 
 status=0
-OXPORT_TEST_SKIPS="$skips" cargo test --all-targets --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
+# In the release profile, as the README's `cargo run --release`: one build of the
+# dependencies serves both, and the Go tests below use target/release/oxport.
+OXPORT_TEST_SKIPS="$skips" cargo test --release --all-targets --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 
 # Cargo's counts, with every test that recorded a skip moved from passed to skipped.
 if ! counts="$(bash tests/count.sh "$log" "$skips")"; then

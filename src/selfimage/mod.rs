@@ -109,7 +109,7 @@ pub fn build(p: &Params, dir: &Path) -> Result<Case> {
     let platforms =
         json!({"Platforms": [{"ID": p.platform, "Platform": {"architecture": arch, "os": os}}]});
 
-    let packages = sbom::parse_lock(sbom::CARGO_LOCK);
+    let packages = sbom::parse_lock(sbom::CARGO_LOCK).map_err(ExportError::internal)?;
     let spdx = sbom::document(&packages, env!("CARGO_PKG_NAME"), &binary_sha, &created);
     let prov = provenance::predicate(p, &binary_sha, &created);
     let attestation =

@@ -19,63 +19,30 @@ pub struct LockedPackage {
     pub version: String,
     pub source: Option<String>,
     pub checksum: Option<String>,
-    /// Entries as written: `name` or `name version`.
+    /// `name version` of each dependency.
     pub dependencies: Vec<String>,
 }
 
-/// Reads the `[[package]]` tables of a Cargo.lock (versions 3 and 4). Only
-/// the shape Cargo writes is understood: `key = "value"` lines and
-/// `dependencies = [` arrays with one quoted entry per line.
-pub fn parse_lock(text: &str) -> Vec<LockedPackage> {
-    let mut out = Vec::new();
-    let mut cur: Option<LockedPackage> = None;
-    let mut in_deps = false;
-    for line in text.lines().map(str::trim) {
-        if line == "[[package]]" {
-            out.extend(cur.take());
-            cur = Some(LockedPackage::default());
-            in_deps = false;
-            continue;
-        }
-        if line.starts_with('[') {
-            // Another table ([metadata], [[patch.unused]]): not a package.
-            out.extend(cur.take());
-            in_deps = false;
-            continue;
-        }
-        let Some(p) = cur.as_mut() else { continue };
-        if in_deps {
-            if line == "]" {
-                in_deps = false;
-            } else if let Some(dep) = unquote(line.trim_end_matches(',')) {
-                p.dependencies.push(dep);
-            }
-            continue;
-        }
-        let Some((key, value)) = line.split_once(" = ") else {
-            continue;
-        };
-        match key {
-            "name" => p.name = unquote(value).unwrap_or_default(),
-            "version" => p.version = unquote(value).unwrap_or_default(),
-            "source" => p.source = unquote(value),
-            "checksum" => p.checksum = unquote(value),
-            "dependencies" if value == "[" => in_deps = true,
-            "dependencies" => {
-                // A one-line array: dependencies = ["a", "b 1.0"].
-                let inner = value.trim_start_matches('[').trim_end_matches(']');
-                p.dependencies
-                    .extend(inner.split(',').filter_map(|d| unquote(d.trim())));
-            }
-            _ => {}
-        }
-    }
-    out.extend(cur);
-    out
-}
-
-fn unquote(s: &str) -> Option<String> {
-    s.strip_prefix('"')?.strip_suffix('"').map(str::to_string)
+/// Reads the `[[package]]` tables of a Cargo.lock with `cargo-lock`. Every
+/// dependency entry comes out as `name version`: the parser resolves the
+/// entries that name only a package to the version the lock holds.
+pub fn parse_lock(text: &str) -> Result<Vec<LockedPackage>, String> {
+    let lock: cargo_lock::Lockfile = text.parse().map_err(|e| format!("Cargo.lock: {e}"))?;
+    Ok(lock
+        .packages
+        .iter()
+        .map(|p| LockedPackage {
+            name: p.name.to_string(),
+            version: p.version.to_string(),
+            source: p.source.as_ref().map(ToString::to_string),
+            checksum: p.checksum.as_ref().map(ToString::to_string),
+            dependencies: p
+                .dependencies
+                .iter()
+                .map(|d| format!("{} {}", d.name, d.version))
+                .collect(),
+        })
+        .collect())
 }
 
 /// An SPDX id: letters, digits, `.` and `-` only.
@@ -194,6 +161,8 @@ pub fn document(
 mod tests {
     use super::*;
 
+    const CHECKSUM: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
     const LOCK: &str = r#"
 version = 4
 
@@ -201,7 +170,7 @@ version = 4
 name = "a"
 version = "1.0.0"
 source = "registry+https://github.com/rust-lang/crates.io-index"
-checksum = "abc"
+checksum = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 dependencies = [
  "b 0.1.0",
 ]
@@ -224,12 +193,16 @@ dependencies = ["a"]
 
     #[test]
     fn parses_packages_and_edges() {
-        let pkgs = parse_lock(LOCK);
+        let pkgs = parse_lock(LOCK).unwrap();
         assert_eq!(pkgs.len(), 4);
         assert_eq!(pkgs[0].dependencies, ["b 0.1.0"]);
-        assert_eq!(pkgs[0].checksum.as_deref(), Some("abc"));
+        assert_eq!(pkgs[0].checksum.as_deref(), Some(CHECKSUM));
+        assert_eq!(
+            pkgs[0].source.as_deref(),
+            Some("registry+https://github.com/rust-lang/crates.io-index")
+        );
         assert_eq!(pkgs[3].source, None);
-        assert_eq!(pkgs[3].dependencies, ["a"]);
+        assert_eq!(pkgs[3].dependencies, ["a 1.0.0"]);
 
         let doc = document(&pkgs, "me", "k", "2024-01-01T00:00:00Z");
         assert_eq!(doc["name"], "me-0.3.0");
@@ -246,11 +219,12 @@ dependencies = ["a"]
             .iter()
             .any(|r| r["spdxElementId"] == "SPDXRef-Package-cargo-me-0.3.0"
                 && r["relatedSpdxElement"] == "SPDXRef-Package-cargo-a-1.0.0"));
+        assert!(parse_lock("[[package]]\nname = 1\n").is_err());
     }
 
     #[test]
     fn the_crates_own_lock_is_read() {
-        let pkgs = parse_lock(CARGO_LOCK);
+        let pkgs = parse_lock(CARGO_LOCK).unwrap();
         assert!(pkgs
             .iter()
             .any(|p| p.name == "oxport" && p.source.is_none()));

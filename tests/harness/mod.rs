@@ -349,61 +349,31 @@ pub fn free_tcp_port() -> Result<u16, String> {
     Ok(l.local_addr().map_err(|e| e.to_string())?.port())
 }
 
-/// The regular files of a tar archive, in archive order: (name, bytes). Understands the
-/// USTAR name prefix and PAX `path` records; other entry types are skipped.
+/// The regular files of a tar archive, in archive order: (name, bytes). Names come whole
+/// from the USTAR prefix, PAX `path` records or GNU long names (the `tar` crate reads them);
+/// other entry types are skipped.
 pub fn read_tar(path: &Path) -> Result<Vec<(String, Vec<u8>)>, String> {
-    let raw = fs::read(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+    let file = fs::File::open(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
     let mut out = Vec::new();
-    let mut pos = 0usize;
-    let mut pax_path: Option<String> = None;
-    while pos + 512 <= raw.len() {
-        let h = &raw[pos..pos + 512];
-        if h.iter().all(|&b| b == 0) {
-            break;
+    let entries = archive
+        .entries()
+        .map_err(|e| format!("read {}: {e}", path.display()))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| format!("{}: {e}", path.display()))?;
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
         }
-        let field = |a: usize, b: usize| {
-            let f = &h[a..b];
-            let end = f.iter().position(|&c| c == 0).unwrap_or(f.len());
-            String::from_utf8_lossy(&f[..end]).into_owned()
-        };
-        let size_text = field(124, 136);
-        let size = u64::from_str_radix(size_text.trim(), 8)
-            .map_err(|e| format!("entry at {pos}: bad size {size_text:?}: {e}"))?
-            as usize;
-        let typeflag = h[156];
-        let mut name = field(0, 100);
-        if &h[257..262] == b"ustar" {
-            let prefix = field(345, 500);
-            if !prefix.is_empty() {
-                name = format!("{prefix}/{name}");
-            }
-        }
-        let start = pos + 512;
-        let end = start + size;
-        if end > raw.len() {
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data)
+            .map_err(|e| format!("{}: entry {name}: {e}", path.display()))?;
+        if data.len() as u64 != entry.size() {
             return Err(format!("entry {name} runs past the end of the archive"));
         }
-        let data = &raw[start..end];
-        match typeflag {
-            b'x' => pax_path = pax_record(data, "path"),
-            b'0' | 0 => {
-                let n = pax_path.take().unwrap_or(name);
-                out.push((n, data.to_vec()));
-            }
-            _ => pax_path = None,
-        }
-        pos = start + size.div_ceil(512) * 512;
+        out.push((name, data));
     }
     Ok(out)
-}
-
-fn pax_record(data: &[u8], key: &str) -> Option<String> {
-    let text = String::from_utf8_lossy(data);
-    text.lines().find_map(|line| {
-        let (_, kv) = line.split_once(' ')?;
-        let (k, v) = kv.split_once('=')?;
-        (k == key).then(|| v.to_string())
-    })
 }
 
 /// The regular files of a directory tree, keyed by their `/`-separated relative path.

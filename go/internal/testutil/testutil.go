@@ -39,7 +39,7 @@ func InCI() bool {
 }
 
 // OxportBin finds the oxport binary: $OXPORT_BIN, else the cargo build of
-// this repository (debug, then release).
+// this repository (release, which tests/run.sh builds, then debug).
 func OxportBin(t testing.TB) string {
 	t.Helper()
 	if p := os.Getenv("OXPORT_BIN"); p != "" {
@@ -48,13 +48,13 @@ func OxportBin(t testing.TB) string {
 		}
 		return p
 	}
-	for _, profile := range []string{"debug", "release"} {
+	for _, profile := range []string{"release", "debug"} {
 		p := filepath.Join(RepoRoot(), "target", profile, "oxport")
 		if _, err := os.Stat(p); err == nil {
 			return p
 		}
 	}
-	Missing(t, "no oxport binary: run cargo build, or set OXPORT_BIN")
+	Missing(t, "no oxport binary: run cargo build --release, or set OXPORT_BIN")
 	return ""
 }
 
