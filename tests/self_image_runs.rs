@@ -2,14 +2,17 @@
 //! (Debian's `runc`): its one layer, unpacked as the rootfs of a bundle,
 //! holds everything the binary needs. Inside, `oxport --version` works, and
 //! `oxport serve` answers `oxport health` over a socket shared with the host.
+//! The image's SBOM lists exactly the files of the layer.
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 const BIN: &str = env!("CARGO_BIN_EXE_oxport");
 
@@ -18,8 +21,9 @@ fn json_blob(layout: &Path, digest: &str) -> Value {
     serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap()).unwrap()
 }
 
-/// The self image as a layout directory; the path of its layer blob.
-fn self_image_layer(dir: &Path) -> PathBuf {
+/// The self image as a layout directory; the path of its layer blob and
+/// the files its SBOM lists (path in the image, SHA-256).
+fn self_image_layer(dir: &Path) -> (PathBuf, BTreeMap<String, String>) {
     let layout = dir.join("layout");
     let out = Command::new(BIN)
         .args(["self-image", "--output"])
@@ -42,7 +46,38 @@ fn self_image_layer(dir: &Path) -> PathBuf {
         .unwrap()
         .strip_prefix("sha256:")
         .unwrap();
-    layout.join("blobs/sha256").join(hex)
+    let att = json_blob(&layout, index["manifests"][1]["digest"].as_str().unwrap());
+    let sbom = att["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["annotations"]["in-toto.io/predicate-type"] == "https://spdx.dev/Document")
+        .expect("an SBOM statement");
+    let statement = json_blob(&layout, sbom["digest"].as_str().unwrap());
+    let files = statement["predicate"]["files"]
+        .as_array()
+        .expect("the SBOM lists files")
+        .iter()
+        .map(|f| {
+            let name = f["fileName"].as_str().unwrap().trim_start_matches("./");
+            let sha = f["checksums"][0]["checksumValue"].as_str().unwrap();
+            (name.to_string(), sha.to_string())
+        })
+        .collect();
+    (layout.join("blobs/sha256").join(hex), files)
+}
+
+/// Every regular file under `under`: its path relative to `root`, SHA-256.
+fn files_in(root: &Path, under: &Path, out: &mut BTreeMap<String, String>) {
+    for e in std::fs::read_dir(under).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            files_in(root, &p, out);
+        } else {
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            out.insert(rel, hex::encode(Sha256::digest(std::fs::read(&p).unwrap())));
+        }
+    }
 }
 
 /// A bundle whose rootfs is the layer, read-only, run as the image's user,
@@ -106,7 +141,7 @@ fn the_self_image_starts_and_serves_under_runc() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let layer = self_image_layer(dir.path());
+    let (layer, sbom_files) = self_image_layer(dir.path());
     let shared = dir.path().join("run");
     std::fs::create_dir_all(&shared).unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -118,6 +153,17 @@ fn the_self_image_starts_and_serves_under_runc() {
         &layer,
         &shared,
         &["/usr/local/bin/oxport", "--version"],
+    );
+    let mut in_layer = BTreeMap::new();
+    let rootfs = version.join("rootfs");
+    files_in(&rootfs, &rootfs, &mut in_layer);
+    assert_eq!(
+        sbom_files, in_layer,
+        "the SBOM lists exactly the layer's files"
+    );
+    assert!(
+        in_layer.len() > 1,
+        "the binary comes with its loader and libraries"
     );
     let out = Command::new("runc")
         .args(["run", "--bundle"])

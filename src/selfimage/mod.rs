@@ -110,7 +110,13 @@ pub fn build(p: &Params, dir: &Path) -> Result<Case> {
         json!({"Platforms": [{"ID": p.platform, "Platform": {"architecture": arch, "os": os}}]});
 
     let packages = sbom::parse_lock(sbom::CARGO_LOCK).map_err(ExportError::internal)?;
-    let spdx = sbom::document(&packages, env!("CARGO_PKG_NAME"), &binary_sha, &created);
+    let mut spdx = sbom::document(&packages, env!("CARGO_PKG_NAME"), &binary_sha, &created);
+    let mut files = vec![(layer::BINARY_PATH.to_string(), binary_sha.clone())];
+    for f in &libs {
+        let sha = sha256_file(&f.host_path).map_err(|e| io_err("self-image runtime file", e))?;
+        files.push((f.image_path.clone(), sha));
+    }
+    sbom::add_files(&mut spdx, &files);
     let prov = provenance::predicate(p, &binary_sha, &created);
     let attestation =
         |path: &str, content: serde_json::Value, predicate: &str, reason: &str| Attestation {

@@ -157,6 +157,32 @@ pub fn document(
     })
 }
 
+/// Adds the files of the image's layer to `doc`: each by its path in the
+/// image and its SHA-256, described by the document. The packages say what
+/// the binary was built from; the files say what the image holds (the
+/// binary, its loader and the shared libraries it loads).
+pub fn add_files(doc: &mut Value, files: &[(String, String)]) {
+    let mut entries = Vec::new();
+    for (i, (path, sha256)) in files.iter().enumerate() {
+        let id = format!("SPDXRef-File-{i}");
+        entries.push(json!({
+            "fileName": format!("./{path}"),
+            "SPDXID": id,
+            "checksums": [{"algorithm": "SHA256", "checksumValue": sha256}],
+            "licenseConcluded": "NOASSERTION",
+            "copyrightText": "NOASSERTION",
+        }));
+        if let Some(r) = doc["relationships"].as_array_mut() {
+            r.push(json!({
+                "spdxElementId": "SPDXRef-DOCUMENT",
+                "relationshipType": "DESCRIBES",
+                "relatedSpdxElement": id,
+            }));
+        }
+    }
+    doc["files"] = Value::Array(entries);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
