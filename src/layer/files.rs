@@ -2,8 +2,9 @@
 //! hands them to `assemble::sbom::LayerFiles` as data).
 //!
 //! Names are read by streaming the stored blob through its decompressor and
-//! the `tar` crate (which follows PAX `path` records and GNU long names as Go's
-//! `archive/tar` does); no layer is held in memory. Each input layer is read at
+//! the shared header reader (`ustar`, which follows PAX `path` records and
+//! GNU long names as Go's `archive/tar` does, and bounds them); no layer is
+//! held in memory. Each input layer is read at
 //! most once per export, however many platforms share it. The compression is
 //! told by the blob's first bytes, as BuildKit's `DecompressStream` tells it.
 
@@ -81,15 +82,66 @@ pub fn read_names(blobs: &dyn BlobSource, digest: &str) -> std::io::Result<Vec<S
     names_of(codec::decoder(compression, Box::new(r))?)
 }
 
-/// The entry names of an uncompressed tar stream.
-pub fn names_of(r: impl Read) -> std::io::Result<Vec<String>> {
-    let mut archive = tar::Archive::new(r);
+/// PAX and GNU long-name records larger than this are refused: a layer is
+/// the builder's input, and its records are read whole.
+const MAX_META_RECORD: u64 = 1 << 20;
+
+/// The entry names of an uncompressed tar stream, as Go's `archive/tar`
+/// returns its entries: PAX (`x`) and GNU long-name (`L`, `K`) headers apply
+/// to the entry after them and are not entries themselves.
+pub fn names_of(mut r: impl Read) -> std::io::Result<Vec<String>> {
+    use crate::ustar::{cstr, read_header, Pending};
     let mut names = Vec::new();
-    for entry in archive.entries()? {
-        let entry = entry?;
-        names.push(String::from_utf8_lossy(&entry.path_bytes()).into_owned());
+    let mut pending = Pending::default();
+    let mut h = [0u8; 512];
+    loop {
+        if !read_block(&mut r, &mut h)? || h.iter().all(|&b| b == 0) {
+            return Ok(names);
+        }
+        let entry = read_header(&h, std::mem::take(&mut pending))?;
+        let padded = entry.size.div_ceil(512) * 512;
+        match entry.typeflag {
+            b'x' | b'L' | b'K' => {
+                if entry.size > MAX_META_RECORD {
+                    return Err(std::io::Error::other(format!(
+                        "a tar metadata record of {} bytes (at most {MAX_META_RECORD})",
+                        entry.size
+                    )));
+                }
+                let mut data = vec![0u8; padded as usize];
+                r.read_exact(&mut data)?;
+                data.truncate(entry.size as usize);
+                pending = match entry.typeflag {
+                    b'x' => Pending::from_pax(&data)?,
+                    b'L' => Pending {
+                        path: Some(String::from_utf8_lossy(cstr(&data)).into_owned()),
+                        size: None,
+                    },
+                    _ => std::mem::take(&mut pending),
+                };
+            }
+            _ => {
+                names.push(entry.name);
+                let skipped = std::io::copy(&mut (&mut r).take(padded), &mut std::io::sink())?;
+                if skipped < padded {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+        }
     }
-    Ok(names)
+}
+
+/// Fills `h` with the next block; false at a clean end of the stream.
+fn read_block(r: &mut impl Read, h: &mut [u8; 512]) -> std::io::Result<bool> {
+    let mut n = 0;
+    while n < h.len() {
+        match r.read(&mut h[n..])? {
+            0 if n == 0 => return Ok(false),
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            k => n += k,
+        }
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -190,6 +242,19 @@ mod tests {
             );
         }
         assert_eq!(*src.opened.lock().unwrap(), ["sha256:base", "sha256:app"]);
+    }
+
+    #[test]
+    fn a_huge_pax_record_is_refused_before_it_is_read() {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::XHeader);
+        h.set_size(4 << 30);
+        h.set_path("pax").unwrap();
+        h.set_cksum();
+        // Only the header: a reader that took the size at its word would
+        // try to allocate 4 GiB.
+        let err = names_of(&h.as_bytes()[..]).unwrap_err();
+        assert!(err.to_string().contains("metadata record"), "{err}");
     }
 
     #[test]
