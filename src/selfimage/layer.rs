@@ -5,7 +5,7 @@
 //! while the bytes stream to the file.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -14,6 +14,7 @@ use flate2::Compression;
 use sha2::{Digest, Sha256};
 
 use super::runtime::RuntimeFile;
+use crate::layer::codec::HashWriter;
 use crate::sink::tar::TarWriter;
 
 /// Where the binary lives in the image.
@@ -27,33 +28,23 @@ pub struct LayerBlob {
     pub size: u64,
     /// `sha256:` of the uncompressed tar.
     pub diff_id: String,
+    /// Each file of the layer: its path in the image and the hex SHA-256
+    /// of its content, in layer order.
+    pub files: Vec<(String, String)>,
 }
 
-/// A `Write` that hashes and counts what passes through.
-struct Hashing<W> {
-    inner: W,
+/// A `Read` that hashes what passes through: each file's SHA-256 (for the
+/// SBOM) comes from the one read that copies it into the layer.
+struct HashRead<R> {
+    inner: R,
     hash: Sha256,
-    count: u64,
 }
 
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
+impl<R: Read> Read for HashRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
         self.hash.update(&buf[..n]);
-        self.count += n as u64;
         Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-fn hashing<W>(inner: W) -> Hashing<W> {
-    Hashing {
-        inner,
-        hash: Sha256::new(),
-        count: 0,
     }
 }
 
@@ -66,11 +57,12 @@ pub fn write(binary: &Path, runtime: &[RuntimeFile], dest: &Path) -> io::Result<
             .map(|f| (f.image_path.as_str(), f.host_path.as_path())),
     );
     entries.sort();
-    let compressed = hashing(BufWriter::new(File::create(dest)?));
+    let compressed = HashWriter::new(BufWriter::new(File::create(dest)?));
     // GzEncoder writes no name and a zero mtime: the bytes depend only on the input.
     let gz = GzEncoder::new(compressed, Compression::default());
-    let mut tar = TarWriter::new(hashing(gz));
+    let mut tar = TarWriter::new(HashWriter::new(gz));
     let mut dirs_written: Vec<String> = Vec::new();
+    let mut files = Vec::new();
     for (name, host) in entries {
         let parts: Vec<&str> = name.split('/').collect();
         for i in 1..parts.len() {
@@ -80,23 +72,28 @@ pub fn write(binary: &Path, runtime: &[RuntimeFile], dest: &Path) -> io::Result<
                 dirs_written.push(dir);
             }
         }
-        let mut src = File::open(host)?;
-        let meta = src.metadata()?;
+        let file = File::open(host)?;
+        let meta = file.metadata()?;
         let mode = if name == BINARY_PATH {
             0o755
         } else {
             meta.permissions().mode() & 0o755
         };
+        let mut src = HashRead {
+            inner: file,
+            hash: Sha256::new(),
+        };
         tar.file(name, mode, meta.len(), &mut src, &mut |_| {})?;
+        files.push((name.to_string(), hex::encode(src.hash.finalize())));
     }
-    let plain = tar.finish()?;
-    let diff_id = format!("sha256:{}", hex::encode(plain.hash.finalize()));
-    let mut compressed = plain.inner.finish()?;
-    compressed.flush()?;
+    let (diff_id, _, gz) = tar.finish()?.finish();
+    let (digest, size, mut file) = gz.finish()?.finish();
+    file.flush()?;
     Ok(LayerBlob {
-        digest: format!("sha256:{}", hex::encode(compressed.hash.finalize())),
-        size: compressed.count,
+        digest,
+        size,
         diff_id,
+        files,
     })
 }
 

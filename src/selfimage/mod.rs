@@ -67,7 +67,12 @@ pub fn build(p: &Params, dir: &Path) -> Result<Case> {
     let libs = runtime::files(&p.binary).map_err(|e| io_err("self-image runtime files", e))?;
     let blob =
         layer::write(&p.binary, &libs, &blob_path).map_err(|e| io_err("self-image layer", e))?;
-    let binary_sha = sha256_file(&p.binary).map_err(|e| io_err("self-image binary", e))?;
+    let binary_sha = blob
+        .files
+        .iter()
+        .find(|(path, _)| path == layer::BINARY_PATH)
+        .map(|(_, sha)| sha.clone())
+        .unwrap_or_default();
     let created = Time::from_unix(p.epoch).format();
     let (os, arch) = p.platform.split_once('/').unwrap_or(("linux", "amd64"));
 
@@ -111,12 +116,7 @@ pub fn build(p: &Params, dir: &Path) -> Result<Case> {
 
     let packages = sbom::parse_lock(sbom::CARGO_LOCK).map_err(ExportError::internal)?;
     let mut spdx = sbom::document(&packages, env!("CARGO_PKG_NAME"), &binary_sha, &created);
-    let mut files = vec![(layer::BINARY_PATH.to_string(), binary_sha.clone())];
-    for f in &libs {
-        let sha = sha256_file(&f.host_path).map_err(|e| io_err("self-image runtime file", e))?;
-        files.push((f.image_path.clone(), sha));
-    }
-    sbom::add_files(&mut spdx, &files);
+    sbom::add_files(&mut spdx, &blob.files);
     let prov = provenance::predicate(p, &binary_sha, &created);
     let attestation =
         |path: &str, content: serde_json::Value, predicate: &str, reason: &str| Attestation {
@@ -176,12 +176,4 @@ pub fn build(p: &Params, dir: &Path) -> Result<Case> {
         },
         blobs: BTreeMap::from([(blob.digest, blob_path)]),
     })
-}
-
-/// Hex sha256 of a file, streamed.
-fn sha256_file(path: &Path) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    std::io::copy(&mut std::fs::File::open(path)?, &mut h)?;
-    Ok(hex::encode(h.finalize()))
 }
