@@ -4,12 +4,14 @@
 //! the server lacks (resuming broken uploads from the offset the server
 //! holds), and runs exports, writing the streamed output to any `Write`.
 //!
+//! - [`error`]: what a call can meet, and the classification of a failed call.
 //! - [`health`]: `grpc.health.v1` checks for probes.
 //! - [`output`]: the `--output` CSV (its destination is
 //!   [`crate::destination`]).
 //! - [`progress`]: shows the per-blob progress events.
 //! - [`tls`]: TLS and mutual TLS for `https://` and `tcp+tls://` addresses.
 
+mod error;
 pub mod health;
 pub mod output;
 pub mod progress;
@@ -18,6 +20,8 @@ pub mod tls;
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,6 +34,8 @@ use crate::model::{ExportRequest, ExportResponse};
 use crate::progress::Progress;
 use crate::proto::{self, export_event::Event, exporter_client::ExporterClient};
 use crate::wire::{self, CHUNK_SIZE, MAX_MESSAGE_SIZE};
+
+pub use error::ClientError;
 
 /// Attempts at one blob upload before giving up.
 const UPLOAD_ATTEMPTS: u32 = 5;
@@ -59,35 +65,6 @@ pub fn docker_config_answerer() -> Box<Answerer> {
     })
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("{0}")]
-    Address(String),
-    #[error("cannot connect to {addr}: {}", crate::error::chain(source))]
-    Connect {
-        addr: String,
-        #[source]
-        source: tonic::transport::Error,
-    },
-    /// A status from the server; its message is shown verbatim.
-    #[error("{}", .0.message())]
-    Status(#[from] Status),
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error("{0}")]
-    Protocol(String),
-}
-
-impl ClientError {
-    /// The gRPC code when the error came from the server.
-    pub fn code(&self) -> Option<Code> {
-        match self {
-            ClientError::Status(s) => Some(s.code()),
-            _ => None,
-        }
-    }
-}
-
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 
 /// The state of an upload on the server.
@@ -112,6 +89,11 @@ pub struct Upload {
 pub struct Client {
     rpc: ExporterClient<Channel>,
     channel: Channel,
+    /// The address dialled, named in connection failures.
+    addr: Arc<str>,
+    /// Whether the other end has answered a call: a connection failure
+    /// before that means the address is no gRPC server.
+    answered: Arc<AtomicBool>,
 }
 
 impl Client {
@@ -123,14 +105,31 @@ impl Client {
     /// Connects with these TLS files for `https://` and `tcp+tls://` addresses.
     pub async fn connect_tls(addr: &str, tls: &tls::ClientTls) -> Result<Client> {
         let channel = connect_channel(addr, tls).await?;
-        Ok(Client::from_channel(channel))
-    }
-
-    pub fn from_channel(channel: Channel) -> Client {
         let rpc = ExporterClient::new(channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE);
-        Client { rpc, channel }
+        Ok(Client {
+            rpc,
+            channel,
+            addr: addr.into(),
+            answered: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// The outcome of one call: an answer is remembered, and a failure is
+    /// classified (server status or connection failure, see [`error`]).
+    pub fn outcome<T>(&self, r: std::result::Result<T, Status>) -> Result<T> {
+        match r {
+            Ok(v) => {
+                self.answered.store(true, Ordering::Relaxed);
+                Ok(v)
+            }
+            Err(s) => Err(error::call_failed(
+                &self.addr,
+                self.answered.load(Ordering::Relaxed),
+                s,
+            )),
+        }
     }
 
     /// The underlying channel, for other services (health, reflection).
@@ -151,8 +150,13 @@ impl Client {
                 attrs: attrs.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                 compatibility_version,
             })
-            .await?;
-        Ok(resp.into_inner().effective.into_iter().collect())
+            .await;
+        Ok(self
+            .outcome(resp)?
+            .into_inner()
+            .effective
+            .into_iter()
+            .collect())
     }
 
     /// The digests, out of `digests`, that the server lacks.
@@ -162,8 +166,8 @@ impl Client {
             .missing_blobs(proto::MissingBlobsRequest {
                 digests: digests.to_vec(),
             })
-            .await?;
-        Ok(resp.into_inner().missing)
+            .await;
+        Ok(self.outcome(resp)?.into_inner().missing)
     }
 
     /// How much of the upload `ref_` (the digest when empty) of a blob of
@@ -176,8 +180,8 @@ impl Client {
                 digest: digest.to_string(),
                 size: i64::try_from(size).unwrap_or(0),
             })
-            .await?
-            .into_inner();
+            .await;
+        let resp = self.outcome(resp)?.into_inner();
         Ok(BlobStatus {
             offset: resp.offset.max(0) as u64,
             committed: resp.committed,
@@ -221,7 +225,8 @@ impl Client {
                         resp.offset
                     )))
                 }
-                Err(ClientError::Status(s)) if retryable(&s) => {
+                Err(e) if e.call_status().is_some_and(retryable) => {
+                    let s = e.call_status().cloned().expect("matched");
                     debug!(%digest, code = ?s.code(), error = s.message(), "upload broke; resuming");
                     last = Some(s);
                 }
@@ -285,12 +290,15 @@ impl Client {
     ) -> Result<ExportResponse> {
         let mut wire_req = wire::request_to_proto(req);
         wire_req.registry_auth = answer.is_some();
-        let resp = self.rpc.export(wire_req).await?;
+        let resp = self.rpc.export(wire_req).await;
+        let resp = self.outcome(resp)?;
         if let Some(id) = resp.metadata().get("x-request-id") {
             debug!(request_id = ?id, "export started");
         }
         let mut stream = resp.into_inner();
-        while let Some(ev) = stream.message().await? {
+        loop {
+            let next = stream.message().await;
+            let Some(ev) = self.outcome(next)? else { break };
             match ev.event {
                 Some(Event::Chunk(bytes)) => out.write_all(&bytes)?,
                 Some(Event::Progress(p)) => {
@@ -317,7 +325,7 @@ impl Client {
                         // The export ended meanwhile; its stream says why.
                         Err(s) if s.code() == Code::NotFound => {}
                         r => {
-                            r?;
+                            self.outcome(r)?;
                         }
                     }
                 }
@@ -375,7 +383,7 @@ impl Client {
             Err(e) => return Err(ClientError::Protocol(format!("upload reader: {e}"))),
             Ok(Ok(())) => {}
         }
-        Ok(result?.into_inner())
+        Ok(self.outcome(result)?.into_inner())
     }
 }
 

@@ -160,13 +160,32 @@ fn health_says_why_it_could_not_ask() {
     let o = oxport(&["health", "--addr", &format!("unix://{}", sock.display())]);
     fails_saying(&o, "No such file or directory");
 
-    // An HTTP/1 server: answers, but not in gRPC.
+    let addr = http1_server();
+    let o = oxport(&["health", "--addr", &format!("tcp://{addr}")]);
+    fails_saying(&o, &format!("tcp://{addr} does not speak gRPC over HTTP/2"));
+}
+
+#[test]
+fn an_export_to_an_address_that_is_not_grpc_says_so() {
+    let addr = http1_server();
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("a.tar");
+    let o = export(
+        &format!("type=oci,dest={}", dest.display()),
+        &["--addr", &format!("tcp://{addr}")],
+    );
+    fails_saying(&o, &format!("tcp://{addr} does not speak gRPC over HTTP/2"));
+    assert!(!dest.exists(), "no output may be left behind");
+}
+
+/// An HTTP/1 server that answers, but not in gRPC, as an HTTP/1 server
+/// does: a 400 to the HTTP/2 preface, then the connection stays open until
+/// the client leaves.
+fn http1_server() -> std::net::SocketAddr {
     let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = http.local_addr().unwrap();
     std::thread::spawn(move || {
         use std::io::{Read, Write};
-        // As an HTTP/1 server does: a 400 to the HTTP/2 preface, then the
-        // connection stays open until the client leaves.
         for mut conn in http.incoming().flatten() {
             std::thread::spawn(move || {
                 let mut buf = [0u8; 1024];
@@ -176,8 +195,7 @@ fn health_says_why_it_could_not_ask() {
             });
         }
     });
-    let o = oxport(&["health", "--addr", &format!("tcp://{addr}")]);
-    fails_saying(&o, &format!("tcp://{addr} does not speak gRPC over HTTP/2"));
+    addr
 }
 
 #[test]

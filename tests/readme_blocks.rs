@@ -8,11 +8,11 @@
 //! - The registry's `127.0.0.1:5000` and `/tmp/registry*` become a free port
 //!   and paths of this test, so the test never meets another registry.
 //!
+//! - grpcurl is the pinned one `tests/tools.sh` installs, put on `PATH`.
+//!
 //! Blocks not run, each named below so that a new block cannot be skipped
-//! unnoticed: the test command (it is what runs this test), the benchmarks
-//! (minutes of load on every core, measured separately) and the grpcurl
-//! example (it needs a root server on `/run/oxport` and grpcurl, a client
-//! of another project).
+//! unnoticed: the test command (it is what runs this test) and the
+//! benchmarks (minutes of load on every core, measured separately).
 
 mod support;
 
@@ -22,7 +22,7 @@ use std::process::Command;
 const BIN: &str = env!("CARGO_BIN_EXE_oxport");
 
 /// The blocks the test does not run: a line each block starts with.
-const NOT_RUN: [&str; 3] = ["bash tests/run.sh", "bash benches/run.sh", "grpcurl "];
+const NOT_RUN: [&str; 2] = ["bash tests/run.sh", "bash benches/run.sh"];
 
 /// The `sh` blocks of a Markdown text, in order.
 fn sh_blocks(md: &str) -> Vec<String> {
@@ -72,6 +72,11 @@ fn the_readme_command_blocks_work_on_a_fresh_clone() {
             return;
         }
     }
+    let Some(grpcurl) =
+        support::require_pinned_tool("grpcurl", "running the README's grpcurl block")
+    else {
+        return;
+    };
 
     let dir = tempfile::tempdir().unwrap();
     let clone = dir.path().join("clone");
@@ -111,8 +116,9 @@ fn the_readme_command_blocks_work_on_a_fresh_clone() {
     }
     let bin_dir = Path::new(BIN).parent().unwrap();
     let path = format!(
-        "{}:{}",
+        "{}:{}:{}",
         bin_dir.display(),
+        grpcurl.parent().unwrap().display(),
         std::env::var("PATH").unwrap_or_default()
     );
     let out = Command::new("timeout")
@@ -142,5 +148,13 @@ fn the_readme_command_blocks_work_on_a_fresh_clone() {
     assert!(
         stdout.contains("\"mediaType\": \"application/vnd.oci.image.index.v1+json\""),
         "skopeo: {stdout}"
+    );
+    assert!(
+        stdout.contains("oxport.exporter.v1.Exporter\n"),
+        "grpcurl list: {stdout}"
+    );
+    assert!(
+        stdout.contains("\"status\": \"SERVING\""),
+        "grpcurl health: {stdout}"
     );
 }

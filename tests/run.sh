@@ -124,6 +124,11 @@ if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
     export PATH="$PATH:/usr/local/go/bin"
 fi
 
+# The pinned Go tools (tests/tools.sh), for the Rust tests as well as the Go ones.
+export OXPORT_TOOLS_DIR="${OXPORT_TOOLS_DIR:-$PWD/target/tools}"
+bash tests/tools.sh "$OXPORT_TOOLS_DIR" ||
+    echo "run.sh: tests/tools.sh could not install every tool; the tests that need one will fail under CI" >&2
+
 log="$(mktemp)"
 skips="$(mktemp -d)"
 trap 'rm -rf "$log" "$skips"' EXIT

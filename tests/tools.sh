@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs the pinned tools the Go end-to-end tests drive, from the Go module
+# Installs the pinned tools the tests drive, from the Go module
 # proxy, into DIR (default target/tools). A tool already there at its pinned
 # version is kept, so a warm re-run costs nothing.
 #   buildx   the README's buildx example (deploy/kubernetes) against the patched buildkitd
+#   grpcurl  the README's grpcurl block (tests/readme_blocks.rs)
 # Usage: bash tests/tools.sh [DIR]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -11,6 +12,7 @@ mkdir -p "$dir"
 
 tools=(
     "buildx github.com/docker/buildx/cmd/buildx v0.38.2"
+    "grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl v1.9.4"
 )
 for entry in "${tools[@]}"; do
     read -r name module version <<< "$entry"

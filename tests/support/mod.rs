@@ -72,6 +72,22 @@ pub fn require_tool(name: &str, purpose: &str) -> Option<PathBuf> {
     missing(&format!("`{name}` is not installed"), purpose)
 }
 
+/// A pinned Go tool that `tests/tools.sh` installs (into `OXPORT_TOOLS_DIR`, by default
+/// `target/tools`), else one of that name on `PATH`; [`missing`] when neither exists.
+pub fn require_pinned_tool(name: &str, purpose: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("OXPORT_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools"));
+    let pinned = dir.join(name);
+    if is_executable(&pinned) {
+        return Some(pinned);
+    }
+    require_tool(
+        name,
+        &format!("{purpose} (bash tests/tools.sh installs `{name}`)"),
+    )
+}
+
 /// A prerequisite of `purpose` is missing (`what` says which): a failure under CI, a
 /// recorded skip elsewhere. Always None, so a caller can write
 /// `let Some(x) = find().or_else(|| missing(..)) else { return };`.
