@@ -63,18 +63,28 @@ install_without_services() {
     local status=0
     as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null || status=$?
     [ "$ours" = 1 ] && as_root rm -f "$policy"
-    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
-        local unit
-        for unit in docker-registry.service; do
-            # Only a unit of a package installed here: a registry the host
-            # already ran is none of this script's business.
-            [[ " $* " == *" ${unit%.service} "* ]] || continue
-            if systemctl is-enabled --quiet "$unit" 2>/dev/null || systemctl is-active --quiet "$unit" 2>/dev/null; then
-                echo "run.sh: stopping and disabling $unit, which the install enabled"
-                as_root systemctl disable --now "$unit" >/dev/null 2>&1 || true
+    # A package's maintainer scripts enable its units even where policy-rc.d
+    # keeps them from starting, and even where systemd is not running (a
+    # container): the unit would start at the next boot. So disable them, and
+    # stop them where systemd runs.
+    local unit
+    for unit in docker-registry.service; do
+        # Only a unit of a package installed here: a registry the host
+        # already ran is none of this script's business.
+        [[ " $* " == *" ${unit%.service} "* ]] || continue
+        if command -v systemctl >/dev/null 2>&1; then
+            if systemctl is-enabled --quiet "$unit" 2>/dev/null; then
+                echo "run.sh: disabling $unit, which the install enabled"
+                as_root systemctl disable --quiet "$unit" >/dev/null 2>&1 || true
             fi
-        done
-    fi
+            if [ -d /run/systemd/system ] && systemctl is-active --quiet "$unit" 2>/dev/null; then
+                echo "run.sh: stopping $unit, which the install started"
+                as_root systemctl stop "$unit" >/dev/null 2>&1 || true
+            fi
+        elif command -v deb-systemd-helper >/dev/null 2>&1; then
+            as_root deb-systemd-helper disable "$unit" >/dev/null 2>&1 || true
+        fi
+    done
     return "$status"
 }
 
