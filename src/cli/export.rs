@@ -13,11 +13,12 @@ use tracing::debug;
 
 use super::summary::{self, Written};
 use crate::casefile::{self, Case};
-use crate::client::output::{parse_bool, parse_output, OutputSpec};
+use crate::client::output::{parse_output, OutputSpec};
 use crate::client::progress::ProgressView;
 use crate::client::{Answerer, Client};
 use crate::destination::{write_atomically, Destination};
 use crate::model::{ExportRequest, ExportResponse};
+use crate::options::ExportOptions;
 use crate::progress::Progress;
 use crate::server::Embedded;
 
@@ -53,7 +54,11 @@ pub async fn export_case(case: Case, target: ExportTarget) -> Result<(), String>
         crate::destination::existing_parent(path)
             .map_err(|e| format!("--metadata-file {}: {e}", path.display()))?;
     }
-    let mut dest = open_destination(&req, dest_name)?;
+    // The options as the server's own parser reads them, for what the CLI
+    // does around the export (a directory or a tar; pushed or not). Invalid
+    // ones are left for the server to report, with the error it gives.
+    let opts = ExportOptions::parse(&req.exporter, &req.attrs, req.compatibility_version).ok();
+    let mut dest = open_destination(&req, opts.as_ref(), dest_name)?;
 
     let embedded = match target.addr {
         Some(_) => None,
@@ -82,7 +87,7 @@ pub async fn export_case(case: Case, target: ExportTarget) -> Result<(), String>
     }
     // On error `dest` is dropped here, which removes the temporary output.
     let response = response?;
-    let written = written(&req, &dest);
+    let written = written(opts.as_ref(), &dest);
     dest.finish()
         .map_err(|e| format!("cannot finish the output: {e}"))?;
     if let Some(path) = target.metadata_file {
@@ -95,10 +100,10 @@ pub async fn export_case(case: Case, target: ExportTarget) -> Result<(), String>
 }
 
 /// What the summary line says was written, by destination.
-fn written(req: &ExportRequest, dest: &Destination) -> Written {
+fn written(opts: Option<&ExportOptions>, dest: &Destination) -> Written {
     match dest {
         Destination::Discard => Written::Image {
-            pushed: req.attrs.get("push").and_then(|v| parse_bool(v)) == Some(true),
+            pushed: opts.is_some_and(|o| o.push),
         },
         Destination::Stdout(_) => Written::Stdout,
         Destination::File { dest, .. } => Written::File(dest.display().to_string()),
@@ -119,11 +124,15 @@ fn request_with_output(stored: &ExportRequest, spec: OutputSpec) -> ExportReques
 /// The destination of `req`'s output: none for `type=image`, else `dest`
 /// (stdout for `-`, or when it is not a terminal and no dest is given); a
 /// directory with `tar=false`.
-fn open_destination(req: &ExportRequest, dest: Option<String>) -> Result<Destination, String> {
+fn open_destination(
+    req: &ExportRequest,
+    opts: Option<&ExportOptions>,
+    dest: Option<String>,
+) -> Result<Destination, String> {
     if req.exporter == "image" {
         return Ok(Destination::Discard);
     }
-    let as_dir = req.attrs.get("tar").and_then(|v| parse_bool(v)) == Some(false);
+    let as_dir = opts.is_some_and(|o| !o.tar);
     let dest = match dest.filter(|d| !d.is_empty()) {
         Some(d) => d,
         None if std::io::stdout().is_terminal() => {

@@ -96,9 +96,6 @@ fn csv_fields(s: &str) -> Result<Vec<String>, String> {
     }
 }
 
-/// Go's `strconv.ParseBool` (one parser for the whole crate).
-pub use crate::options::parse_go_bool as parse_bool;
-
 #[cfg(test)]
 mod tests {
     use super::*;
