@@ -200,20 +200,23 @@ mod tests {
             exporter: "image".into(),
             ..Default::default()
         };
+        let opts = |req: &ExportRequest| {
+            ExportOptions::parse(&req.exporter, &req.attrs, req.compatibility_version).unwrap()
+        };
         assert!(matches!(
-            open_destination(&req, None),
+            open_destination(&req, Some(&opts(&req)), None),
             Ok(Destination::Discard)
         ));
         req.exporter = "oci".into();
         let file = dir.path().join("out.tar").display().to_string();
         assert!(matches!(
-            open_destination(&req, Some(file)),
+            open_destination(&req, Some(&opts(&req)), Some(file)),
             Ok(Destination::File { .. })
         ));
         req.attrs.insert("tar".into(), "false".into());
         let layout = dir.path().join("layout").display().to_string();
         assert!(matches!(
-            open_destination(&req, Some(layout)),
+            open_destination(&req, Some(&opts(&req)), Some(layout)),
             Ok(Destination::Dir { .. })
         ));
     }
