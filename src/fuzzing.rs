@@ -42,6 +42,7 @@ pub fn build_result(data: &[u8], scratch: &Path) {
         scratch,
         limits: Default::default(),
         registry: Default::default(),
+        keyring: &crate::sign::keyring::NONE,
     };
     if let Ok(case) = crate::casefile::parse(data, scratch) {
         let proto = crate::wire::request_to_proto(&case.request);

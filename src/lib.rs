@@ -35,6 +35,7 @@ pub mod reference;
 pub mod registry;
 pub mod selfimage;
 pub mod server;
+pub mod sign;
 pub mod sink;
 pub mod spdx;
 pub mod store;

@@ -68,6 +68,8 @@ enum Command {
         metrics_listen: Option<String>,
         #[command(flatten)]
         flags: server::flags::ServeFlags,
+        #[command(flatten)]
+        signing: server::flags::SigningFlags,
     },
     /// Export a build result stored as case.json.
     Export {
@@ -91,6 +93,10 @@ enum Command {
         /// TLS files for https:// and tcp+tls:// addresses.
         #[command(flatten)]
         tls: oxport::client::tls::ClientTls,
+        /// Keys for the embedded server (oxport.sign=NAME); a running
+        /// server (--addr) signs with its own.
+        #[command(flatten)]
+        signing: server::flags::SigningFlags,
     },
     /// Move an image's attestation manifests to the legacy or the artifact form.
     Convert {
@@ -243,7 +249,11 @@ async fn run(
             state,
             metrics_listen,
             flags,
-        } => match flags.options() {
+            signing,
+        } => match flags.options().and_then(|mut opts| {
+            opts.keyring = signing.keyring()?;
+            Ok(opts)
+        }) {
             Ok(opts) => serve(listen, state, metrics_listen, inherited, opts).await,
             Err(e) => Err(e),
         },
@@ -273,6 +283,7 @@ async fn run(
                 output,
                 metadata_file,
                 addr,
+                keyring: Default::default(),
             };
             match oxport::cli::self_image::params(flags) {
                 Ok(p) => self_image(p, target).await,
@@ -285,14 +296,24 @@ async fn run(
             metadata_file,
             addr,
             tls,
+            signing,
         } => {
             oxport::client::tls::set_default(tls);
-            let target = ExportTarget {
-                output,
-                metadata_file,
-                addr,
-            };
-            export_file(result, target).await
+            if addr.is_some() && !signing.signing_key.is_empty() {
+                return Err("--signing-key is for the embedded server; a running server (--addr) signs with the keys it was started with".into());
+            }
+            match signing.keyring() {
+                Ok(keyring) => {
+                    let target = ExportTarget {
+                        output,
+                        metadata_file,
+                        addr,
+                        keyring,
+                    };
+                    export_file(result, target).await
+                }
+                Err(e) => Err(e),
+            }
         }
         Command::Convert {
             to,

@@ -40,6 +40,8 @@ pub mod keys {
     pub const ATTESTATIONS_IN_INDEX: &str = "attestations-in-index";
     /// oxport: when to maintain the referrers fallback tag (`auto`, `always`, `never`).
     pub const REFERRERS_FALLBACK: &str = "referrers-fallback";
+    /// oxport: sign the image and its attestations with the server's key of this name.
+    pub const SIGN: &str = "oxport.sign";
 }
 
 /// When a push maintains the referrers fallback tag index.
@@ -125,6 +127,8 @@ pub struct ExportOptions {
     /// Attestation manifests are listed in the image index (artifact form may opt out).
     pub attestations_in_index: bool,
     pub referrers_fallback: ReferrersFallback,
+    /// The name of the server's key to sign with (`oxport.sign`).
+    pub sign: Option<String>,
     pub annotations: AnnotationSet,
     /// Unknown attributes: copied into the result metadata.
     pub extra_metadata: BTreeMap<String, String>,
@@ -230,6 +234,7 @@ impl ExportOptions {
             name_canonical: false,
             attestations_in_index: true,
             referrers_fallback: ReferrersFallback::Auto,
+            sign: None,
             annotations,
             extra_metadata: BTreeMap::new(),
         };
@@ -335,6 +340,15 @@ impl ExportOptions {
                             ))
                         }
                     }
+                }
+                keys::SIGN => {
+                    if v.is_empty() {
+                        return Err(ExportError::invalid(
+                            k.as_str(),
+                            format!("{k} needs the name of one of the server's signing keys"),
+                        ));
+                    }
+                    o.sign = Some(v.clone());
                 }
                 keys::BUILDINFO | keys::BUILDINFO_ATTRS => {}
                 _ => {
@@ -452,6 +466,9 @@ impl ExportOptions {
             }
             .into(),
         );
+        if let Some(name) = &self.sign {
+            put(keys::SIGN, name.clone());
+        }
         m
     }
 }

@@ -77,10 +77,14 @@ pub struct Graph {
     pub subjects: BTreeMap<String, String>,
     /// For a single manifest root: config and layer digests (docker's manifest.json).
     pub single: Option<(String, Vec<String>)>,
+    /// Signature manifests (sigstore bundles as referrers), each with its
+    /// subject in `subjects`; added after assembly by a signing step.
+    pub signatures: Vec<Descriptor>,
 }
 
 impl Graph {
-    fn add(&mut self, d: &Descriptor, blob: Blob) {
+    /// Adds a blob (kept once per digest).
+    pub fn add(&mut self, d: &Descriptor, blob: Blob) {
         self.blobs.entry(d.digest.clone()).or_insert_with(|| {
             (
                 Descriptor::new(&d.media_type, d.digest.clone(), d.size),
@@ -169,6 +173,7 @@ pub fn assemble(platforms: &[PlatformInput<'_>], opts: &AssembleOptions<'_>) -> 
         attestation_manifests: Vec::new(),
         subjects: BTreeMap::new(),
         single: None,
+        signatures: Vec::new(),
     };
     let mut images = Vec::with_capacity(platforms.len());
     for p in platforms {

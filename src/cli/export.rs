@@ -31,6 +31,8 @@ pub struct ExportTarget {
     pub metadata_file: Option<PathBuf>,
     /// `--addr`: a running server; `None` starts an embedded one.
     pub addr: Option<String>,
+    /// The embedded server's signing keys.
+    pub keyring: crate::sign::Keyring,
 }
 
 /// Exports the build result stored as `case.json` at `result`.
@@ -62,7 +64,14 @@ pub async fn export_case(case: Case, target: ExportTarget) -> Result<(), String>
 
     let embedded = match target.addr {
         Some(_) => None,
-        None => Some(Embedded::start().await.map_err(|e| e.to_string())?),
+        None => Some(
+            Embedded::start_with(crate::server::ServeOptions {
+                keyring: target.keyring.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?,
+        ),
     };
     let addr = target.addr.unwrap_or_else(|| {
         embedded

@@ -15,6 +15,7 @@ fn with_inputs<T>(
         scratch: scratch.path(),
         limits: Limits::default(),
         registry: Default::default(),
+        keyring: &crate::sign::keyring::NONE,
     };
     let plan = plan(req, resolve(req, &env.limits).unwrap()).unwrap();
     check(export_layers(req, &plan, &env))

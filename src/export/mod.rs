@@ -17,10 +17,12 @@ use std::path::Path;
 use crate::annotations::Annotations;
 use crate::assemble::{self, AssembleOptions, Graph, PlatformInput};
 use crate::blob::BlobSource;
-use crate::error::Result;
+use crate::error::{ExportError, Result};
 use crate::limits::Limits;
 use crate::model::{ExportRequest, ExportResponse};
 use crate::progress::Progress;
+use crate::sign::{Keyring, Signer};
+use std::sync::Arc;
 
 #[cfg(test)]
 mod fixtures;
@@ -29,6 +31,7 @@ mod layers;
 mod plan;
 mod resolve;
 mod response;
+mod sign;
 mod write;
 
 pub use input::check_layer_count;
@@ -46,6 +49,35 @@ pub struct ExportEnv<'a> {
     /// How pushes reach registries (credentials, certificates); each push
     /// sets `insecure` from its own attributes.
     pub registry: crate::registry::ClientOptions,
+    /// The keys a request may sign with (`oxport.sign=NAME`).
+    pub keyring: &'a Keyring,
+}
+
+/// The signer a request names with `oxport.sign`, out of `keyring`; an
+/// unknown name is refused (naming the keys there are, never their files).
+pub fn signer_for<'k>(
+    req: &ExportRequest,
+    keyring: &'k Keyring,
+) -> Result<Option<&'k Arc<dyn Signer>>> {
+    let Some(name) = req.attrs.get(crate::options::keys::SIGN) else {
+        return Ok(None);
+    };
+    match keyring.get(name) {
+        Some(s) => Ok(Some(s)),
+        None => {
+            let names: Vec<&str> = keyring.names().collect();
+            let have = if names.is_empty() {
+                "this server has no signing keys (start it with --signing-key NAME=PATH)"
+                    .to_string()
+            } else {
+                format!("this server's keys are: {}", names.join(", "))
+            };
+            Err(ExportError::invalid(
+                crate::options::keys::SIGN,
+                format!("no signing key named {name:?}: {have}"),
+            ))
+        }
+    }
 }
 
 /// Runs one export. `out` receives the output archive (an OCI layout as a
@@ -57,9 +89,14 @@ pub fn export(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ExportResponse> {
     let opts = resolve::resolve(req, &env.limits)?;
+    let signer = signer_for(req, env.keyring)?;
     let plan = plan::plan(req, opts)?;
     let inputs = layers::export_layers(req, &plan, env)?;
-    let graph = assemble_graph(&plan, &inputs, req, &env.limits)?;
+    let mut graph = assemble_graph(&plan, &inputs, req, &env.limits)?;
+    if let Some(signer) = signer {
+        let created = write::created(plan.global_epoch);
+        sign::sign_graph(&mut graph, signer.as_ref(), Some(&created))?;
+    }
     let root = write::write_to_sink(req, &plan, &graph, env, out, progress)?;
     Ok(response::build_response(&plan, &graph, &root))
 }
@@ -102,6 +139,7 @@ mod tests {
             scratch,
             limits: Limits::default(),
             registry: Default::default(),
+            keyring: &crate::sign::keyring::NONE,
         }
     }
 

@@ -73,6 +73,7 @@ mod tests {
             attestation_manifests: Vec::new(),
             subjects: BTreeMap::new(),
             single: None,
+            signatures: Vec::new(),
         }
     }
 

@@ -69,7 +69,7 @@ pub(super) fn write_to_sink(
 }
 
 /// The `created` annotation of the root in `index.json`: the epoch, else now.
-fn created(global_epoch: Option<Time>) -> String {
+pub(super) fn created(global_epoch: Option<Time>) -> String {
     global_epoch
         .unwrap_or_else(|| {
             let now = std::time::SystemTime::now()

@@ -16,6 +16,7 @@ fn graph() -> Graph {
         attestation_manifests: Vec::new(),
         subjects: BTreeMap::new(),
         single: None,
+        signatures: Vec::new(),
     }
 }
 
@@ -26,6 +27,7 @@ fn write(req: &ExportRequest) -> (Descriptor, Vec<u8>) {
         scratch: scratch.path(),
         limits: Limits::default(),
         registry: Default::default(),
+        keyring: &crate::sign::keyring::NONE,
     };
     let plan = plan(req, resolve(req, &env.limits).unwrap()).unwrap();
     let mut out = Vec::new();

@@ -94,6 +94,38 @@ pub struct ServeFlags {
     pub docker_credentials: bool,
 }
 
+/// Signing keys, for `serve` and for the CLI's embedded server.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Signing")]
+pub struct SigningFlags {
+    /// A key requests may sign with by naming it (oxport.sign=NAME): PEM
+    /// PKCS#8 ECDSA P-256, or cosign's encrypted key. Repeatable.
+    #[arg(long, value_name = "NAME=PATH", value_parser = key_spec)]
+    pub signing_key: Vec<(String, PathBuf)>,
+    /// The file holding the password of key NAME when it is encrypted (else
+    /// the COSIGN_PASSWORD environment variable). Repeatable.
+    #[arg(long, value_name = "NAME=PATH", value_parser = password_spec)]
+    pub signing_key_password_file: Vec<(String, PathBuf)>,
+}
+
+fn key_spec(v: &str) -> Result<(String, PathBuf), String> {
+    crate::sign::keyring::name_and_path("--signing-key", v)
+}
+
+fn password_spec(v: &str) -> Result<(String, PathBuf), String> {
+    crate::sign::keyring::name_and_path("--signing-key-password-file", v)
+}
+
+impl SigningFlags {
+    /// The keys loaded (and opened with their passwords).
+    pub fn keyring(&self) -> Result<crate::sign::Keyring, String> {
+        crate::sign::Keyring::load(&crate::sign::keyring::KeySpecs {
+            keys: self.signing_key.clone(),
+            password_files: self.signing_key_password_file.clone(),
+        })
+    }
+}
+
 impl ServeFlags {
     pub fn options(&self) -> Result<ServeOptions, String> {
         if self.max_json_depth > JSON_DEPTH_CEILING {
@@ -146,6 +178,7 @@ impl ServeFlags {
                 },
                 ..Default::default()
             },
+            keyring: Default::default(),
         })
     }
 }

@@ -65,6 +65,8 @@ pub struct ServeOptions {
     /// uses the user's Docker config; `oxport serve` does only with
     /// `--docker-credentials`.
     pub registry: crate::registry::ClientOptions,
+    /// The keys requests may sign with, by name.
+    pub keyring: crate::sign::Keyring,
 }
 
 impl Default for ServeOptions {
@@ -75,6 +77,7 @@ impl Default for ServeOptions {
             socket_group: None,
             tls: None,
             registry: crate::registry::ClientOptions::default(),
+            keyring: Default::default(),
         }
     }
 }
@@ -110,9 +113,12 @@ pub async fn serve_with(
     let limits = opts.limits;
     let store = Arc::new(Store::open(state)?);
     let expiry = tokio::spawn(expire_uploads(Arc::clone(&store), limits.upload_expiry));
-    let exporter = ExporterServer::new(ExporterService::new(store, limits, opts.registry.clone()))
-        .max_decoding_message_size(limits.max_message_size)
-        .max_encoding_message_size(limits.max_message_size);
+    let exporter = ExporterServer::new(
+        ExporterService::new(store, limits, opts.registry.clone())
+            .with_keyring(opts.keyring.clone()),
+    )
+    .max_decoding_message_size(limits.max_message_size)
+    .max_encoding_message_size(limits.max_message_size);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -267,13 +273,18 @@ pub struct Embedded {
 
 impl Embedded {
     pub async fn start() -> Result<Embedded, ServeError> {
+        Embedded::start_with(ServeOptions::default()).await
+    }
+
+    /// [`Embedded::start`] with these options (the CLI's signing keys).
+    pub async fn start_with(opts: ServeOptions) -> Result<Embedded, ServeError> {
         let dir = tempfile::Builder::new().prefix("oxport-").tempdir()?;
         let socket: PathBuf = dir.path().join("oxport.sock");
         let state = dir.path().join("state");
         let listener = Listener::bind(&ListenAddr::Unix(socket.clone())).await?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            serve(listener, &state, async {
+            serve_with(listener, &state, &opts, async {
                 let _ = stopped.await;
             })
             .await

@@ -40,6 +40,8 @@ pub struct ExporterService {
     pending: Arc<super::auth_relay::PendingAnswers>,
     /// Exports and conversions running at once, and a bounded line of more.
     queue: Arc<ExportQueue>,
+    /// The keys exports may sign with (`oxport.sign=NAME`).
+    keyring: crate::sign::Keyring,
 }
 
 impl ExporterService {
@@ -54,7 +56,14 @@ impl ExporterService {
             registry,
             pending: Arc::default(),
             queue: Arc::new(ExportQueue::new(limits.export_slots(), limits.export_queue)),
+            keyring: Default::default(),
         }
+    }
+
+    /// The keys requests may name to sign with.
+    pub fn with_keyring(mut self, keyring: crate::sign::Keyring) -> Self {
+        self.keyring = keyring;
+        self
     }
 
     /// When a request that starts now must be done.
@@ -354,6 +363,7 @@ impl Exporter for ExporterService {
         // exporter before the build.
         export::resolve_options(&req.exporter, &req.attrs, req.compatibility_version)
             .map_err(|e| to_status(&e))?;
+        export::signer_for(&req, &self.keyring).map_err(|e| to_status(&e))?;
         self.check_blobs(&req.result)?;
 
         let deadline = self.deadline();
@@ -362,6 +372,7 @@ impl Exporter for ExporterService {
         let events = Events::new(tx.clone(), request_id.clone()).with_deadline(deadline.into_std());
         let store = Arc::clone(&self.store);
         let limits = self.limits;
+        let keyring = self.keyring.clone();
         let mut registry = self.registry.clone();
         if caller_auth {
             // Only the caller's answers: never the server's own credentials.
@@ -377,7 +388,7 @@ impl Exporter for ExporterService {
         let task = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
             let _permit = permit;
-            run_export(&store, &req, limits, registry, events);
+            run_export(&store, &req, limits, registry, &keyring, events);
         });
         tokio::spawn(
             async move {
@@ -504,11 +515,12 @@ fn run_export(
     req: &model::ExportRequest,
     limits: Limits,
     registry: crate::registry::ClientOptions,
+    keyring: &crate::sign::Keyring,
     events: Events,
 ) {
     let started = Instant::now();
     let _in_flight = metrics::global().export_started();
-    let outcome = run_export_inner(store, req, limits, registry, events);
+    let outcome = run_export_inner(store, req, limits, registry, keyring, events);
     metrics::global().export_finished(&req.exporter, outcome, started.elapsed());
 }
 
@@ -517,6 +529,7 @@ fn run_export_inner(
     req: &model::ExportRequest,
     limits: Limits,
     registry: crate::registry::ClientOptions,
+    keyring: &crate::sign::Keyring,
     events: Events,
 ) -> Outcome {
     let started = Instant::now();
@@ -535,6 +548,7 @@ fn run_export_inner(
         scratch: scratch.path(),
         limits,
         registry,
+        keyring,
     };
     let mut out = ChunkWriter::new(events.clone());
     let progress_events = events.clone();
