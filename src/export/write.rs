@@ -1,4 +1,4 @@
-//! Step 5 of an export: the assembled graph, seen as a [`sink::Image`],
+//! Step 5 of an export: the assembled graph, seen as an [`crate::image::Image`],
 //! written to its sink. The `oci` and `docker` exporters write a layout tar
 //! to the output; the `image` exporter pushes to a registry when asked (and
 //! writes nothing).
