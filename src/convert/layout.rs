@@ -1,7 +1,6 @@
 //! A conversion's output: the new layout (blobs by digest, `index.json`,
-//! Docker's `manifest.json`), and the same layout seen as a
-//! [`sink::Image`] over its source, so it goes out through the sinks an
-//! export uses.
+//! Docker's `manifest.json`), and the same layout seen as an [`Image`]
+//! over its source, so it goes out through the sinks an export uses.
 //!
 //! Why the check on the way: a conversion copies blobs from a store it did
 //! not write, so every copied blob is hashed as it streams and a blob whose
@@ -9,12 +8,11 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::io::{self, Read};
+use std::io::{Cursor, Read};
 
 use crate::error::{ErrorKind, ExportError, Result};
-use crate::image::{ImageSource, Verified};
+use crate::image::{Blobs, Image};
 use crate::oci::Descriptor;
-use crate::sink;
 
 /// Where the bytes of an output blob come from.
 #[derive(Debug, Clone)]
@@ -37,68 +35,53 @@ pub struct NewLayout {
 
 impl NewLayout {
     /// The layout as an image whose stored blobs are read from `src`.
-    pub fn over<'a>(&'a self, src: &'a dyn ImageSource) -> Converted<'a> {
+    pub fn over<'a>(&'a self, src: &'a dyn Image) -> Converted<'a> {
         Converted { layout: self, src }
     }
 }
 
-/// A new layout and the store its copied blobs come from.
+/// A new layout and the image its copied blobs come from.
 pub struct Converted<'a> {
     pub(super) layout: &'a NewLayout,
-    src: &'a dyn ImageSource,
+    src: &'a dyn Image,
 }
 
-impl sink::Image for Converted<'_> {
-    fn blobs(&self) -> Vec<(&Descriptor, Option<&[u8]>)> {
-        self.layout
+/// Blobs written by the conversion come from memory, copied ones from the
+/// source. Copied blobs are streamed through the default
+/// [`Image::stream`], which hashes them on the way.
+impl Image for Converted<'_> {
+    fn index_json(&self) -> Result<Cow<'_, [u8]>> {
+        Ok(Cow::Borrowed(&self.layout.index_json))
+    }
+
+    fn blob_size(&self, digest: &str) -> Option<u64> {
+        self.layout.blobs.get(digest).map(|(d, _)| d.size)
+    }
+
+    fn open_blob(&self, digest: &str) -> Result<Box<dyn Read + Send>> {
+        match self.layout.blobs.get(digest) {
+            Some((_, BlobData::Bytes(b))) => Ok(Box::new(Cursor::new(b.clone()))),
+            Some((_, BlobData::Stored)) => self.src.open_blob(digest),
+            None => Err(ExportError::new(
+                ErrorKind::NotFound,
+                format!("{digest}: blob is missing"),
+            )),
+        }
+    }
+
+    fn manifest_json(&self) -> Result<Option<Cow<'_, [u8]>>> {
+        Ok(self.layout.manifest_json.as_deref().map(Cow::Borrowed))
+    }
+
+    fn blobs(&self) -> Result<Blobs<'_>> {
+        Ok(self
+            .layout
             .blobs
             .values()
             .map(|(d, data)| match data {
-                BlobData::Bytes(b) => (d, Some(b.as_slice())),
-                BlobData::Stored => (d, None),
+                BlobData::Bytes(b) => (d.clone(), Some(Cow::Borrowed(b.as_slice()))),
+                BlobData::Stored => (d.clone(), None),
             })
-            .collect()
-    }
-
-    fn open(&self, d: &Descriptor) -> io::Result<Box<dyn Read + Send>> {
-        self.src
-            .open_blob(&d.digest)
-            .map_err(|e| io::Error::other(e.message))
-    }
-
-    fn stream(
-        &self,
-        d: &Descriptor,
-        write: &mut dyn FnMut(&mut dyn Read) -> io::Result<()>,
-    ) -> Result<()> {
-        let digest = &d.digest;
-        let mut r = Verified::new(self.src.open_blob(digest)?);
-        write(&mut r).map_err(|e| ExportError::from(e).context(digest))?;
-        let (actual, _) = r.finish();
-        if actual != *digest {
-            return Err(ExportError::new(
-                ErrorKind::InvalidArgument,
-                format!("{digest}: blob content has digest {actual}"),
-            ));
-        }
-        Ok(())
-    }
-
-    fn index_json(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.layout.index_json)
-    }
-
-    fn manifest_json(&self) -> Option<Cow<'_, [u8]>> {
-        self.layout.manifest_json.as_deref().map(Cow::Borrowed)
-    }
-
-    /// A layout may hold several images: a push selects one
-    /// ([`super::push`]).
-    fn root(&self) -> Option<&Descriptor> {
-        None
-    }
-
-    fn manifests(&self) -> Vec<(&Descriptor, Option<&str>)> {
-        Vec::new()
+            .collect())
     }
 }

@@ -9,7 +9,7 @@
 //!
 //! - [`manifest`]: one attestation manifest rewritten.
 //! - [`plan`]: the new layout, computed from a store without writing.
-//! - [`layout`]: the new layout, and the same seen as a [`crate::sink::Image`].
+//! - [`layout`]: the new layout, and the same seen as a [`crate::image::Image`].
 //! - [`push`]: the new layout written to a registry.
 
 pub mod layout;
@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod push;
 mod to_layout;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::sync::Arc;
@@ -24,11 +25,11 @@ use std::sync::Arc;
 use tracing::warn;
 
 use crate::error::{ErrorKind, ExportError, Result};
+use crate::image::files::ANNOTATION_REF_NAME;
 use crate::image::parse;
 use crate::image::remote::{self, RemoteOptions};
-use crate::image::{self, ImageRef, ImageSource};
+use crate::image::{self, is_manifest, Image, ImageRef};
 use crate::oci::{self, Descriptor, Index};
-use crate::sink::layout::ANNOTATION_REF_NAME;
 use crate::sink::Sink;
 
 pub use layout::{BlobData, NewLayout};
@@ -53,7 +54,7 @@ pub struct Conversion {
 }
 
 struct Planner<'a> {
-    src: &'a dyn ImageSource,
+    src: &'a dyn Image,
     to: Form,
     /// Blobs the conversion writes, by digest.
     written: BTreeMap<String, Vec<u8>>,
@@ -71,11 +72,7 @@ struct Planner<'a> {
 /// keeps a hostile chain from exhausting the stack.
 pub const MAX_INDEX_DEPTH: usize = 16;
 
-fn is_manifest(media_type: &str) -> bool {
-    media_type == oci::MT_OCI_MANIFEST || media_type == oci::MT_DOCKER_MANIFEST
-}
-
-fn read_index(src: &dyn ImageSource, d: &Descriptor, at: &str) -> Result<parse::Parsed<Index>> {
+fn read_index(src: &dyn Image, d: &Descriptor, at: &str) -> Result<parse::Parsed<Index>> {
     let bytes = image::read_blob(src, d).map_err(|e| e.context(at))?;
     parse::index(&bytes, at)
 }
@@ -226,8 +223,8 @@ impl Planner<'_> {
 
 /// Plans the conversion of every entry of `src` (or of those its reference
 /// selects) into `to`. `dest_ref` names the converted entries.
-pub fn plan(src: &dyn ImageSource, to: Form, dest_ref: Option<&str>) -> Result<Conversion> {
-    let index_bytes = src.index_json()?;
+pub fn plan(src: &dyn Image, to: Form, dest_ref: Option<&str>) -> Result<Conversion> {
+    let index_bytes = src.index_json()?.into_owned();
     let top = parse::index(&index_bytes, "index.json")?.value;
     let selected: Vec<bool> = top
         .manifests
@@ -289,7 +286,7 @@ pub fn plan(src: &dyn ImageSource, to: Form, dest_ref: Option<&str>) -> Result<C
         layout: NewLayout {
             blobs,
             index_json,
-            manifest_json: src.extra_file("manifest.json")?,
+            manifest_json: src.manifest_json()?.map(Cow::into_owned),
         },
         changes: p.changes,
     })
@@ -298,72 +295,15 @@ pub fn plan(src: &dyn ImageSource, to: Form, dest_ref: Option<&str>) -> Result<C
 /// The blobs reachable from `entries`: written ones from memory, the rest
 /// from the store (checked to be there with the right size).
 fn reachable(
-    src: &dyn ImageSource,
+    src: &dyn Image,
     entries: &[Descriptor],
     written: &BTreeMap<String, Vec<u8>>,
 ) -> Result<BTreeMap<String, (Descriptor, BlobData)>> {
-    let mut out = BTreeMap::new();
-    let mut stack: Vec<(Descriptor, String)> = entries
-        .iter()
-        .enumerate()
-        .rev()
-        .map(|(i, e)| (e.clone(), format!("index.json/manifests[{i}]")))
-        .collect();
-    while let Some((d, at)) = stack.pop() {
-        if out.contains_key(&d.digest) {
-            continue;
-        }
-        let plain = Descriptor::new(&d.media_type, d.digest.clone(), d.size);
-        let json = image::is_index(&d.media_type) || is_manifest(&d.media_type);
-        let bytes = match written.get(&d.digest) {
-            Some(b) => Some(b.clone()),
-            None if json => Some(image::read_blob(src, &d).map_err(|e| e.context(&at))?),
-            None => {
-                match src.blob_size(&d.digest) {
-                    Some(s) if s == d.size => {}
-                    Some(s) => {
-                        return Err(ExportError::invalid(
-                            &at,
-                            format!("{at}: {}: blob has {s} bytes, not {}", d.digest, d.size),
-                        ))
-                    }
-                    None => {
-                        return Err(ExportError::new(
-                            ErrorKind::NotFound,
-                            format!("{at}: {}: blob is missing", d.digest),
-                        ))
-                    }
-                }
-                None
-            }
-        };
-        let Some(bytes) = bytes else {
-            out.insert(d.digest.clone(), (plain, BlobData::Stored));
-            continue;
-        };
-        if !json {
-            out.insert(d.digest.clone(), (plain, BlobData::Bytes(bytes)));
-            continue;
-        }
-        if image::is_index(&d.media_type) {
-            for (j, c) in parse::index(&bytes, &at)?
-                .value
-                .manifests
-                .into_iter()
-                .enumerate()
-            {
-                stack.push((c, format!("{at}/manifests[{j}]")));
-            }
-        } else {
-            let m = parse::manifest(&bytes, &at)?.value;
-            stack.push((m.config, format!("{at}/config")));
-            for (j, l) in m.layers.into_iter().enumerate() {
-                stack.push((l, format!("{at}/layers[{j}]")));
-            }
-        }
-        out.insert(d.digest.clone(), (plain, BlobData::Bytes(bytes)));
-    }
-    Ok(out)
+    let found = image::listing::reachable_from(src, entries, written)?;
+    Ok(found
+        .into_iter()
+        .map(|(digest, (d, bytes))| (digest, (d, bytes.map_or(BlobData::Stored, BlobData::Bytes))))
+        .collect())
 }
 
 /// What a finished conversion did.
@@ -374,7 +314,7 @@ pub struct Summary {
 }
 
 /// The root `index.json` names first, other than attestations listed alone.
-fn first_root(src: &dyn ImageSource) -> Result<Option<String>> {
+fn first_root(src: &dyn Image) -> Result<Option<String>> {
     let top = parse::index(&src.index_json()?, "index.json")?.value;
     Ok(top
         .manifests
@@ -387,7 +327,7 @@ fn first_root(src: &dyn ImageSource) -> Result<Option<String>> {
 /// appears only when complete (a registry's tags move last); `src` and
 /// `dst` may be the same.
 pub fn run(src: &ImageRef, dst: &ImageRef, to: Form, opts: &RemoteOptions) -> Result<Summary> {
-    let source: Arc<dyn ImageSource> = Arc::from(image::open(src, opts)?);
+    let source: Arc<dyn Image> = Arc::from(image::open(src, opts)?);
     let (path, as_dir, dest_ref) = match dst {
         ImageRef::Archive(p) => (p, false, None),
         ImageRef::Layout { dir, reference } => (dir, true, reference.as_deref()),
@@ -419,7 +359,7 @@ pub fn run(src: &ImageRef, dst: &ImageRef, to: Form, opts: &RemoteOptions) -> Re
 fn to_registry(
     src: &ImageRef,
     r: &str,
-    source: Arc<dyn ImageSource>,
+    source: Arc<dyn Image>,
     to: Form,
     opts: &RemoteOptions,
 ) -> Result<Summary> {

@@ -21,16 +21,16 @@ use std::sync::Arc;
 
 use crate::error::{ExportError, Result};
 use crate::image::bridge::Bridge;
+use crate::image::files::ANNOTATION_REF_NAME;
 use crate::image::remote::{self, RemoteOptions};
-use crate::image::{self, parse, ImageSource};
-use crate::oci::{self, Descriptor};
+use crate::image::{is_index, is_manifest, parse, Blobs, Image};
+use crate::oci::Descriptor;
 use crate::options::ReferrersFallback;
 use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::registry::{BlobOpen, RegistryClient, RegistryError};
-use crate::sink::layout::ANNOTATION_REF_NAME;
 use crate::sink::push::{self, OnProgress, Plan, RepoPush};
-use crate::sink::{Image, Sink};
+use crate::sink::Sink;
 
 use super::is_attestation_entry;
 
@@ -61,7 +61,7 @@ pub struct Destination<'a> {
 
 /// Reads a source blob on the push's upload thread.
 struct StoredBlob {
-    src: Arc<dyn ImageSource>,
+    src: Arc<dyn Image>,
     digest: String,
 }
 
@@ -80,10 +80,6 @@ struct Job {
     tag: Option<String>,
     mount_from: Option<String>,
     retag_from: Option<String>,
-}
-
-fn is_manifest(media_type: &str) -> bool {
-    media_type == oci::MT_OCI_MANIFEST || media_type == oci::MT_DOCKER_MANIFEST
 }
 
 /// The one image `index.json` names (attestations listed on their own
@@ -131,7 +127,7 @@ fn reach<'a>(
     if !out.seen.insert(d.digest.clone()) {
         return Ok(());
     }
-    let index = image::is_index(&d.media_type);
+    let index = is_index(&d.media_type);
     if !index && !is_manifest(&d.media_type) {
         return Ok(());
     }
@@ -162,6 +158,8 @@ fn reach<'a>(
 /// what its root and detached attestations reach.
 struct Selected<'a> {
     image: &'a dyn Image,
+    /// The reached blobs, in digest order.
+    blobs: Blobs<'a>,
     root: Descriptor,
     reached: Reached,
 }
@@ -173,22 +171,25 @@ impl Selected<'_> {
 }
 
 impl Image for Selected<'_> {
-    fn blobs(&self) -> Vec<(&Descriptor, Option<&[u8]>)> {
-        let mut blobs = self.image.blobs();
-        blobs.retain(|(d, _)| self.reached.seen.contains(&d.digest));
-        blobs
-    }
-
-    fn open(&self, d: &Descriptor) -> io::Result<Box<dyn Read + Send>> {
-        self.image.open(d)
-    }
-
-    fn index_json(&self) -> Cow<'_, [u8]> {
+    fn index_json(&self) -> Result<Cow<'_, [u8]>> {
         self.image.index_json()
     }
 
-    fn manifest_json(&self) -> Option<Cow<'_, [u8]>> {
-        None
+    fn blob_size(&self, digest: &str) -> Option<u64> {
+        let (d, _) = self.blobs.iter().find(|(d, _)| d.digest == digest)?;
+        Some(d.size)
+    }
+
+    fn open_blob(&self, digest: &str) -> Result<Box<dyn Read + Send>> {
+        self.image.open_blob(digest)
+    }
+
+    fn blobs(&self) -> Result<Blobs<'_>> {
+        Ok(self
+            .blobs
+            .iter()
+            .map(|(d, b)| (d.clone(), b.as_deref().map(Cow::Borrowed)))
+            .collect())
     }
 
     fn root(&self) -> Option<&Descriptor> {
@@ -197,22 +198,22 @@ impl Image for Selected<'_> {
 
     /// Manifests without a subject, then those with one (each in digest
     /// order), then indexes, children first.
-    fn manifests(&self) -> Vec<(&Descriptor, Option<&str>)> {
+    fn manifests(&self) -> Vec<(Descriptor, Option<String>)> {
+        let subject = |digest: &str| self.subject(digest).map(String::from);
         let (mut plain, mut with_subject) = (Vec::new(), Vec::new());
-        for (d, _) in self.blobs() {
+        for (d, _) in &self.blobs {
             if !is_manifest(&d.media_type) {
                 continue;
             }
-            match self.subject(&d.digest) {
-                Some(s) => with_subject.push((d, Some(s))),
-                None => plain.push((d, None)),
+            match subject(&d.digest) {
+                Some(s) => with_subject.push((d.clone(), Some(s))),
+                None => plain.push((d.clone(), None)),
             }
         }
         plain.extend(with_subject);
-        let blobs = self.blobs();
         for digest in &self.reached.indexes {
-            if let Some((d, _)) = blobs.iter().find(|(d, _)| d.digest == *digest) {
-                plain.push((d, self.subject(digest)));
+            if let Some((d, _)) = self.blobs.iter().find(|(d, _)| d.digest == *digest) {
+                plain.push((d.clone(), subject(digest)));
             }
         }
         plain
@@ -226,7 +227,7 @@ fn select<'a>(
     dst: &Destination<'_>,
     target: &Reference,
 ) -> Result<Selected<'a>> {
-    let (root, detached) = single_root(&layout.index_json(), dst.select.as_deref())?;
+    let (root, detached) = single_root(&layout.index_json()?, dst.select.as_deref())?;
     if !target.digest.is_empty() && target.digest != root.digest {
         return Err(ExportError::invalid(
             "destination",
@@ -237,23 +238,27 @@ fn select<'a>(
         ));
     }
     // Only what the chosen entries reach (a layout may hold other images).
-    let held: HashMap<&str, &[u8]> = layout
-        .blobs()
-        .into_iter()
-        .filter_map(|(d, b)| Some((d.digest.as_str(), b?)))
-        .collect();
+    let mut blobs = layout.blobs()?;
     let mut reached = Reached::default();
-    for e in std::iter::once(&root).chain(&detached) {
-        reach(e, &|d: &str| held.get(d).copied(), &mut reached)?;
+    {
+        let held: HashMap<&str, &[u8]> = blobs
+            .iter()
+            .filter_map(|(d, b)| Some((d.digest.as_str(), b.as_deref()?)))
+            .collect();
+        for e in std::iter::once(&root).chain(&detached) {
+            reach(e, &|d: &str| held.get(d).copied(), &mut reached)?;
+        }
     }
+    blobs.retain(|(d, _)| reached.seen.contains(&d.digest));
     Ok(Selected {
         image: layout,
+        blobs,
         root: Descriptor::new(&root.media_type, root.digest.clone(), root.size),
         reached,
     })
 }
 
-fn job(layout: &dyn Image, src: &Arc<dyn ImageSource>, dst: &Destination<'_>) -> Result<Job> {
+fn job(layout: &dyn Image, src: &Arc<dyn Image>, dst: &Destination<'_>) -> Result<Job> {
     let target = remote::parse_ref(dst.reference)?;
     let image = select(layout, dst, &target)?;
     let open = |d: &Descriptor| -> Arc<dyn BlobOpen> {
@@ -278,7 +283,7 @@ fn job(layout: &dyn Image, src: &Arc<dyn ImageSource>, dst: &Destination<'_>) ->
 /// from the source store `src` on the upload threads.
 pub struct RegistryDestination<'a> {
     pub dst: Destination<'a>,
-    pub src: Arc<dyn ImageSource>,
+    pub src: Arc<dyn Image>,
     /// What the registry got, once written.
     pub pushed: Option<Pushed>,
 }
@@ -291,7 +296,7 @@ impl Sink for RegistryDestination<'_> {
 }
 
 /// Pushes the image `dst` selects out of a converted layout.
-fn push(layout: &dyn Image, src: Arc<dyn ImageSource>, dst: &Destination<'_>) -> Result<Pushed> {
+fn push(layout: &dyn Image, src: Arc<dyn Image>, dst: &Destination<'_>) -> Result<Pushed> {
     let job = job(layout, &src, dst)?;
     let target: Reference = remote::parse_ref(dst.reference)?;
     let bridge = Bridge::new()?;
@@ -369,6 +374,7 @@ fn is_fallback_tag(t: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oci;
 
     #[test]
     fn fallback_tags_are_told_apart() {

@@ -16,15 +16,15 @@ use std::path::Path;
 use super::{reachable, BlobData, NewLayout};
 use crate::destination::IndexUpdate;
 use crate::error::Result;
+use crate::image::files::ANNOTATION_REF_NAME;
 use crate::image::parse;
-use crate::image::{ImageRef, ImageSource};
+use crate::image::{Image, ImageRef};
 use crate::oci::Index;
-use crate::sink::layout::ANNOTATION_REF_NAME;
 
 /// What to add to the layout at `dir`, and how its `index.json` changes.
 pub(super) fn prepare(
     layout: NewLayout,
-    source: &dyn ImageSource,
+    source: &dyn Image,
     src: &ImageRef,
     dir: &Path,
     dest_ref: Option<&str>,
@@ -39,7 +39,7 @@ pub(super) fn prepare(
     let Some(r) = source.reference() else {
         let update = if same_dir && dest_ref.is_none() {
             IndexUpdate::Replace {
-                expect: source.index_json()?,
+                expect: source.index_json()?.into_owned(),
             }
         } else {
             IndexUpdate::Merge

@@ -27,8 +27,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use crate::image::files::{ANNOTATION_REF_NAME, OCI_LAYOUT};
 use crate::image::MAX_JSON_BLOB;
-use crate::sink::layout::{ANNOTATION_REF_NAME, OCI_LAYOUT};
 use crate::untrusted;
 
 use super::{parent_dir, set_mode};

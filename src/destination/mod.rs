@@ -19,8 +19,9 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::Result;
+use crate::image::Image;
 use crate::progress::Progress;
-use crate::sink::{Image, Sink, TarSink};
+use crate::sink::{Sink, TarSink};
 
 pub use layout_dir::IndexUpdate;
 use untar::Untar;

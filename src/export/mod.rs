@@ -165,16 +165,16 @@ mod tests {
         assert!(String::from_utf8_lossy(index).contains("\"k\": \"v\""));
     }
 
-    /// An exported graph reads back as a store, as archives and layouts
+    /// An exported graph reads back as an image, as archives and layouts
     /// do: `index.json` names the root and every blob verifies.
     #[test]
     fn an_exported_graph_is_an_image_store() {
-        use crate::image::{self, built::Built, parse, ImageSource as _};
+        use crate::image::{self, parse, Image as _};
         let scratch = tempfile::tempdir().unwrap();
         let blobs = MemBlobs::layers(1);
         let req = request("oci", &[("annotation-index.k", "v")], PLATFORM_MAP);
         let graph = assembled(&req, &env(&blobs, scratch.path()));
-        let store = Built(crate::sink::Exported {
+        let store = crate::sink::Exported {
             graph: &graph,
             spec: crate::sink::ArchiveSpec {
                 names: &[],
@@ -183,14 +183,14 @@ mod tests {
                 detached: &[],
             },
             blobs: &blobs,
-        });
+        };
         let top = parse::index(&store.index_json().unwrap(), "index.json").unwrap();
         assert_eq!(top.value.manifests[0].digest, graph.root.digest);
         for (d, _) in graph.blobs.values() {
             assert_eq!(image::check_blob(&store, d).unwrap(), None, "{}", d.digest);
         }
         assert!(store.open_blob("sha256:00").is_err());
-        assert_eq!(store.extra_file("manifest.json").unwrap(), None);
+        assert_eq!(store.manifest_json().unwrap(), None);
     }
 
     #[test]

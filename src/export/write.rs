@@ -1,4 +1,4 @@
-//! Step 5 of an export: the assembled graph, seen as a [`sink::Image`],
+//! Step 5 of an export: the assembled graph, seen as an [`crate::image::Image`],
 //! written to its sink. The `oci` and `docker` exporters write a layout tar
 //! to the output; the `image` exporter pushes to a registry when asked (and
 //! writes nothing).
@@ -7,6 +7,7 @@ use std::io::Write;
 
 use crate::assemble::Graph;
 use crate::error::Result;
+use crate::image::files;
 use crate::model::ExportRequest;
 use crate::oci::Descriptor;
 use crate::options::ExporterType;
@@ -28,7 +29,7 @@ pub(super) fn write_to_sink(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Descriptor> {
     let opts = &plan.opts;
-    let root = sink::layout::root_with_created(&graph.root, &created(plan.global_epoch));
+    let root = files::root_with_created(&graph.root, &created(plan.global_epoch));
     let image = sink::Exported {
         graph,
         spec: sink::ArchiveSpec {

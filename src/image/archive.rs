@@ -2,12 +2,13 @@
 //! each file's bytes are, and blobs are then streamed from those offsets.
 //! Nothing but headers is read up front, so memory stays flat.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::ImageSource;
+use super::Image;
 use crate::error::{ErrorKind, ExportError, Result};
 use crate::ustar::{clean_path, cstr, read_header, Pending};
 
@@ -130,9 +131,10 @@ pub(crate) fn blob_name(digest: &str) -> String {
     format!("blobs/{alg}/{hex}")
 }
 
-impl ImageSource for ArchiveSource {
-    fn index_json(&self) -> Result<Vec<u8>> {
+impl Image for ArchiveSource {
+    fn index_json(&self) -> Result<Cow<'_, [u8]>> {
         self.read_entry("index.json")?
+            .map(Cow::Owned)
             .ok_or_else(|| bad(&self.path, "no index.json: not an OCI layout archive"))
     }
 
@@ -150,7 +152,7 @@ impl ImageSource for ArchiveSource {
         }
     }
 
-    fn extra_file(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        self.read_entry(name)
+    fn manifest_json(&self) -> Result<Option<Cow<'_, [u8]>>> {
+        Ok(self.read_entry("manifest.json")?.map(Cow::Owned))
     }
 }

@@ -8,12 +8,13 @@
 //! up to [`MAX_JSON_BLOB`], and a blob is read no further than the size it
 //! had when opened.
 
+use std::borrow::Cow;
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use super::archive::blob_name;
-use super::{ImageSource, MAX_JSON_BLOB};
+use super::{Image, MAX_JSON_BLOB};
 use crate::error::{ErrorKind, ExportError, Result};
 use crate::untrusted;
 
@@ -66,9 +67,11 @@ fn read_error(e: io::Error) -> ExportError {
     ExportError::new(kind, e.to_string())
 }
 
-impl ImageSource for LayoutSource {
-    fn index_json(&self) -> Result<Vec<u8>> {
-        untrusted::read_capped(&self.dir.join("index.json"), MAX_JSON_BLOB).map_err(read_error)
+impl Image for LayoutSource {
+    fn index_json(&self) -> Result<Cow<'_, [u8]>> {
+        untrusted::read_capped(&self.dir.join("index.json"), MAX_JSON_BLOB)
+            .map(Cow::Owned)
+            .map_err(read_error)
     }
 
     fn blob_size(&self, digest: &str) -> Option<u64> {
@@ -91,8 +94,10 @@ impl ImageSource for LayoutSource {
         }
     }
 
-    fn extra_file(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        untrusted::read_capped_opt(&self.dir.join(name), MAX_JSON_BLOB).map_err(read_error)
+    fn manifest_json(&self) -> Result<Option<Cow<'_, [u8]>>> {
+        untrusted::read_capped_opt(&self.dir.join("manifest.json"), MAX_JSON_BLOB)
+            .map(|m| m.map(Cow::Owned))
+            .map_err(read_error)
     }
 
     fn reference(&self) -> Option<&str> {

@@ -1,21 +1,27 @@
-//! Existing images as `oxport convert` and `oxport inspect` read them: an
-//! image store gives `index.json` and blobs by digest, streamed.
+//! Images, and existing images as `oxport convert` and `oxport inspect` read
+//! them. [`Image`] is the one interface every image is read through: an
+//! export's graph, a conversion's output, an archive, a layout directory and
+//! a registry image alike. Exports, conversions, inspections and pushes read
+//! it, and the sinks write from it.
 //!
 //! - [`parse`]: OCI JSON back into the [`crate::oci`] types.
+//! - [`files`]: the small files of a layout (`index.json`, `oci-layout`,
+//!   Docker's `manifest.json`) and their annotations.
+//! - [`listing`]: the blobs an image's `index.json` reaches, for images that
+//!   do not hold a list of their own.
 //! - [`archive`]: an OCI layout tar (`oci-archive:PATH`), read in place.
 //! - [`layout`]: an OCI layout directory (`oci:DIR[:REF]`).
 //! - [`remote`]: a registry image (`docker://REF`), through [`bridge`].
-//! - [`built`]: an image built here (an export's graph) read as a store.
-//!
-//! A new layout goes out through [`crate::sink`], as an export's graph does.
 
 pub mod archive;
 pub mod bridge;
-pub mod built;
+pub mod files;
 pub mod layout;
+pub mod listing;
 pub mod parse;
 pub mod remote;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
@@ -28,20 +34,84 @@ use crate::oci::{self, Descriptor, DigestAlgorithm};
 /// The largest JSON blob (manifest, index, config, statement) read whole.
 pub const MAX_JSON_BLOB: u64 = 64 << 20;
 
-/// Read access to one image store.
-pub trait ImageSource: Send + Sync {
-    /// `index.json` as stored.
-    fn index_json(&self) -> Result<Vec<u8>>;
-    /// The stored size of a blob, or `None` when it is missing.
+/// An image's blobs in `sha256:<hex>` order (a layout tar's order): each
+/// descriptor, and its bytes when they are held in memory.
+pub type Blobs<'a> = Vec<(Descriptor, Option<Cow<'a, [u8]>>)>;
+
+/// One image: an index, and blobs by digest, streamed.
+///
+/// Why one trait for every kind of image: what an export writes, what a
+/// conversion reads and writes, what an inspection checks and what a push
+/// puts are the same thing, so a sink, a check or a push written once
+/// serves them all (as go-containerregistry's writers all take one
+/// `v1.Image`). The required methods are the store: `index.json` and blobs
+/// by digest. The provided ones are what sinks and pushes need beyond it;
+/// an image that knows more (an export's graph knows its manifests' push
+/// order and subjects) says so by overriding them.
+pub trait Image: Send + Sync {
+    /// The layout's `index.json`.
+    fn index_json(&self) -> Result<Cow<'_, [u8]>>;
+
+    /// The size of a blob, or `None` when it is missing.
     fn blob_size(&self, digest: &str) -> Option<u64>;
-    /// Streams a blob as stored (not verified; see [`Verified`]). The reader
+
+    /// Streams a blob as held (not verified; see [`Verified`]). The reader
     /// owns what it needs, so a registry push can read it on another thread.
     fn open_blob(&self, digest: &str) -> Result<Box<dyn Read + Send>>;
-    /// Another top-level file of the layout (`manifest.json`), if present.
-    fn extra_file(&self, name: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Docker's `manifest.json`, when the image has one.
+    fn manifest_json(&self) -> Result<Option<Cow<'_, [u8]>>> {
+        Ok(None)
+    }
+
     /// The `org.opencontainers.image.ref.name` that selects entries, if any.
     fn reference(&self) -> Option<&str> {
         None
+    }
+
+    /// Every blob the image holds, in digest order, with the bytes of those
+    /// held in memory. By default: what `index.json` reaches, manifests and
+    /// indexes read (and verified) whole, other blobs checked to be there
+    /// and left to [`Image::stream`].
+    fn blobs(&self) -> Result<Blobs<'_>> {
+        listing::reachable(self)
+    }
+
+    /// Streams a blob that is not held in memory into `write`, which reads
+    /// it to its end. By default the bytes are hashed on the way and a blob
+    /// that does not match its digest fails; an image that trusts its blobs
+    /// may say more of a failure instead.
+    fn stream(
+        &self,
+        d: &Descriptor,
+        write: &mut dyn FnMut(&mut dyn Read) -> io::Result<()>,
+    ) -> Result<()> {
+        let digest = &d.digest;
+        let mut r =
+            Verified::for_digest(self.open_blob(digest)?, digest).ok_or_else(|| bad_digest(d))?;
+        write(&mut r).map_err(|e| ExportError::from(e).context(digest))?;
+        let (actual, _) = r.finish();
+        if actual != *digest {
+            return Err(ExportError::new(
+                ErrorKind::InvalidArgument,
+                format!("{digest}: {}", BlobProblem::Digest { actual }),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The manifest or index a registry's tags name; `None` for a layout
+    /// (of several images, which no registry takes whole).
+    fn root(&self) -> Option<&Descriptor> {
+        None
+    }
+
+    /// Every manifest and index a push puts (all held in memory), in push
+    /// order: a manifest before those naming it as subject, an index after
+    /// what it lists; each with its subject's digest, kept in the model and
+    /// never parsed back out of the bytes. Empty without a root.
+    fn manifests(&self) -> Vec<(Descriptor, Option<String>)> {
+        Vec::new()
     }
 }
 
@@ -111,8 +181,8 @@ impl fmt::Display for ImageRef {
     }
 }
 
-/// Opens a store for reading.
-pub fn open(r: &ImageRef, opts: &remote::RemoteOptions) -> Result<Box<dyn ImageSource>> {
+/// Opens an image for reading.
+pub fn open(r: &ImageRef, opts: &remote::RemoteOptions) -> Result<Box<dyn Image>> {
     match r {
         ImageRef::Archive(p) => Ok(Box::new(archive::ArchiveSource::open(p)?)),
         ImageRef::Layout { dir, reference } => Ok(Box::new(layout::LayoutSource::open(
@@ -218,7 +288,7 @@ fn bad_digest(d: &Descriptor) -> ExportError {
 }
 
 /// Checks one blob against its descriptor, streaming it through the hash.
-pub fn check_blob(src: &dyn ImageSource, d: &Descriptor) -> Result<Option<BlobProblem>> {
+pub fn check_blob<I: Image + ?Sized>(src: &I, d: &Descriptor) -> Result<Option<BlobProblem>> {
     if oci::digest_algorithm(&d.digest).is_none() {
         return Ok(Some(BlobProblem::BadDigest));
     }
@@ -236,7 +306,7 @@ pub fn check_blob(src: &dyn ImageSource, d: &Descriptor) -> Result<Option<BlobPr
 }
 
 /// Reads a small blob whole and verifies it against its descriptor.
-pub fn read_blob(src: &dyn ImageSource, d: &Descriptor) -> Result<Vec<u8>> {
+pub fn read_blob<I: Image + ?Sized>(src: &I, d: &Descriptor) -> Result<Vec<u8>> {
     let problem =
         |p: BlobProblem| ExportError::new(ErrorKind::InvalidArgument, format!("{}: {p}", d.digest));
     if oci::digest_algorithm(&d.digest).is_none() {
@@ -272,7 +342,7 @@ pub fn read_blob(src: &dyn ImageSource, d: &Descriptor) -> Result<Vec<u8>> {
 }
 
 /// Copies a blob to `out`, failing when its bytes do not match `d`.
-pub fn copy_blob(src: &dyn ImageSource, d: &Descriptor, out: &mut dyn Write) -> Result<()> {
+pub fn copy_blob<I: Image + ?Sized>(src: &I, d: &Descriptor, out: &mut dyn Write) -> Result<()> {
     let mut r =
         Verified::for_digest(src.open_blob(&d.digest)?, &d.digest).ok_or_else(|| bad_digest(d))?;
     io::copy(&mut r, out)?;
@@ -295,6 +365,11 @@ pub fn copy_blob(src: &dyn ImageSource, d: &Descriptor, out: &mut dyn Write) -> 
 /// True for manifest-list and index media types.
 pub fn is_index(media_type: &str) -> bool {
     media_type == oci::MT_OCI_INDEX || media_type == oci::MT_DOCKER_LIST
+}
+
+/// True for image manifest media types (OCI and Docker).
+pub fn is_manifest(media_type: &str) -> bool {
+    media_type == oci::MT_OCI_MANIFEST || media_type == oci::MT_DOCKER_MANIFEST
 }
 
 #[cfg(test)]

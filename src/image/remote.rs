@@ -6,6 +6,7 @@
 //! Other blobs (layers, configs, statements) are streamed on request. The
 //! store's `index.json` lists the root once, named as an export names it.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::sync::Mutex;
@@ -14,9 +15,9 @@ use bytes::Bytes;
 use tracing::{debug, warn};
 
 use super::bridge::Bridge;
-use super::{is_index, parse, ImageSource};
+use super::{is_index, is_manifest, parse, Image};
 use crate::error::{ErrorKind, ExportError, Result};
-use crate::oci::{self, Descriptor};
+use crate::oci::Descriptor;
 use crate::reference::Reference;
 use crate::registry::{referrers, ClientOptions, RegistryClient};
 
@@ -99,7 +100,7 @@ impl RegistrySource {
             vec![name]
         };
         let src = RegistrySource {
-            index_json: crate::sink::layout::index_json(&root, &names, &[]),
+            index_json: super::files::index_json(&root, &names, &[]),
             bridge,
             client,
             reference,
@@ -237,13 +238,9 @@ impl<R: Read> Read for Capped<R> {
     }
 }
 
-fn is_manifest(media_type: &str) -> bool {
-    media_type == oci::MT_OCI_MANIFEST || media_type == oci::MT_DOCKER_MANIFEST
-}
-
-impl ImageSource for RegistrySource {
-    fn index_json(&self) -> Result<Vec<u8>> {
-        Ok(self.index_json.clone())
+impl Image for RegistrySource {
+    fn index_json(&self) -> Result<Cow<'_, [u8]>> {
+        Ok(Cow::Borrowed(&self.index_json))
     }
 
     fn blob_size(&self, digest: &str) -> Option<u64> {
@@ -303,10 +300,6 @@ impl ImageSource for RegistrySource {
             }),
             None => Box::new(reader),
         })
-    }
-
-    fn extra_file(&self, _name: &str) -> Result<Option<Vec<u8>>> {
-        Ok(None)
     }
 }
 

@@ -19,10 +19,10 @@ use serde_json::Value;
 use crate::assemble::attest::{PREDICATE_TYPE_ANNOTATION, REFERENCE_DIGEST_ANNOTATION};
 use crate::convert::{form_of, is_attestation_entry, Form};
 use crate::error::Result;
+use crate::image::files::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
 use crate::image::remote::{RegistrySource, RemoteOptions};
-use crate::image::{self, parse, BlobProblem, ImageRef, ImageSource};
+use crate::image::{self, parse, BlobProblem, ImageRef};
 use crate::oci::{self, Descriptor};
-use crate::sink::layout::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -100,7 +100,7 @@ impl ImageIndex {
 }
 
 struct Walker<'a> {
-    src: &'a dyn ImageSource,
+    src: &'a dyn image::Image,
     /// Blobs checked so far and what was wrong with them.
     checked: HashMap<String, Option<BlobProblem>>,
     problems: Vec<Problem>,
@@ -343,7 +343,7 @@ impl Walker<'_> {
 }
 
 /// Walks and checks every entry of `src` (or those its reference selects).
-pub fn inspect(src: &dyn ImageSource, source: &str) -> Result<Report> {
+pub fn inspect(src: &dyn image::Image, source: &str) -> Result<Report> {
     walk(src, source, None)
 }
 
@@ -352,7 +352,7 @@ pub fn inspect_registry(src: &RegistrySource, source: &str) -> Result<Report> {
     walk(src, source, Some(src))
 }
 
-fn walk(src: &dyn ImageSource, source: &str, remote: Option<&RegistrySource>) -> Result<Report> {
+fn walk(src: &dyn image::Image, source: &str, remote: Option<&RegistrySource>) -> Result<Report> {
     let top = parse::index(&src.index_json()?, "index.json")?.value;
     if let Some(r) = src.reference() {
         refuse_unknown_reference(&top.manifests, r, source)?;

@@ -80,10 +80,13 @@ pub fn referrer_descriptor(desc: &Descriptor, manifest: &[u8]) -> Result<Descrip
     Ok(d)
 }
 
-/// The `subject.digest` of a manifest, if it names one.
-pub fn subject_of(manifest: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(manifest).ok()?;
-    v.pointer("/subject/digest")?.as_str().map(String::from)
+/// A manifest put into a repository that names a subject: its descriptor
+/// and bytes, and the subject's digest as the image's model has it (the
+/// push knows what it built or read; the bytes are not parsed for it).
+pub struct Referrer<'a> {
+    pub desc: &'a Descriptor,
+    pub bytes: &'a [u8],
+    pub subject: &'a str,
 }
 
 /// The digests an index lists.
@@ -198,24 +201,20 @@ impl RegistryClient {
     /// once they are in `repo`: nothing more when the registry indexed them
     /// itself (`indexed`: it answered `OCI-Subject`) or answers the
     /// referrers API, else (or always, by `policy`) each subject's fallback
-    /// tag lists them. Manifests without a subject are passed over. Returns
-    /// the fallback tags written.
+    /// tag lists them. Returns the fallback tags written.
     pub async fn maintain_referrers(
         &self,
         repo: &str,
-        manifests: &[(Descriptor, Bytes)],
+        referrers: &[Referrer<'_>],
         indexed: bool,
         policy: ReferrersFallback,
     ) -> Result<Vec<String>> {
-        let mut by_subject: std::collections::BTreeMap<String, Vec<Descriptor>> =
-            Default::default();
-        for (desc, bytes) in manifests {
-            if let Some(s) = subject_of(bytes) {
-                by_subject
-                    .entry(s)
-                    .or_default()
-                    .push(referrer_descriptor(desc, bytes)?);
-            }
+        let mut by_subject: std::collections::BTreeMap<&str, Vec<Descriptor>> = Default::default();
+        for r in referrers {
+            by_subject
+                .entry(r.subject)
+                .or_default()
+                .push(referrer_descriptor(r.desc, r.bytes)?);
         }
         let Some(first) = by_subject.keys().next() else {
             return Ok(Vec::new());

@@ -7,10 +7,11 @@
 
 use std::io::Write;
 
-use super::layout::OCI_LAYOUT;
 use super::tar::TarWriter;
-use super::{Image, Sink};
+use super::Sink;
 use crate::error::{ErrorKind, ExportError, Result};
+use crate::image::files::OCI_LAYOUT;
+use crate::image::Image;
 use crate::oci;
 use crate::progress::Progress;
 
@@ -31,7 +32,7 @@ impl<W: Write> Sink for TarSink<W> {
         let mut tw = TarWriter::new(&mut self.out);
         tw.dir("blobs/")?;
         tw.dir("blobs/sha256/")?;
-        for (desc, bytes) in image.blobs() {
+        for (desc, bytes) in image.blobs()? {
             let digest = &desc.digest;
             if !oci::is_sha256_digest(digest) {
                 return Err(ExportError::new(
@@ -41,11 +42,11 @@ impl<W: Write> Sink for TarSink<W> {
             }
             let name = format!("blobs/sha256/{}", oci::digest_hex(digest));
             if let Some(b) = bytes {
-                tw.file_bytes(&name, 0o444, b)?;
+                tw.file_bytes(&name, 0o444, &b)?;
                 continue;
             }
             let total = desc.size;
-            image.stream(desc, &mut |r| {
+            image.stream(&desc, &mut |r| {
                 tw.file(&name, 0o444, total, r, &mut |done| {
                     progress(Progress::Writing {
                         digest: digest.clone(),
@@ -59,8 +60,8 @@ impl<W: Write> Sink for TarSink<W> {
                 total,
             });
         }
-        tw.file_bytes("index.json", 0o644, &image.index_json())?;
-        if let Some(m) = image.manifest_json() {
+        tw.file_bytes("index.json", 0o644, &image.index_json()?)?;
+        if let Some(m) = image.manifest_json()? {
             tw.file_bytes("manifest.json", 0o644, &m)?;
         }
         tw.file_bytes("oci-layout", 0o444, OCI_LAYOUT)?;

@@ -10,10 +10,10 @@
 use std::borrow::Cow;
 use std::io::{self, Cursor, Read};
 
-use super::{layout, Image};
 use crate::assemble::{Blob, Graph};
 use crate::blob::BlobSource;
-use crate::error::{ExportError, Result};
+use crate::error::{ErrorKind, ExportError, Result};
+use crate::image::{files, Blobs, Image};
 use crate::oci::Descriptor;
 use crate::reference::Reference;
 
@@ -35,56 +35,79 @@ pub struct Exported<'a> {
     pub blobs: &'a dyn BlobSource,
 }
 
-impl Image for Exported<'_> {
-    fn blobs(&self) -> Vec<(&Descriptor, Option<&[u8]>)> {
-        self.graph
-            .blobs
-            .values()
-            .map(|(d, blob)| match blob {
-                Blob::Bytes(b) => (d, Some(b.as_slice())),
-                Blob::Layer(_) => (d, None),
-            })
-            .collect()
-    }
-
-    fn open(&self, d: &Descriptor) -> io::Result<Box<dyn Read + Send>> {
-        match self.graph.blobs.get(&d.digest) {
+impl Exported<'_> {
+    /// Opens a blob of the graph: bytes from memory, a layer from where the
+    /// export left it (the content store or its converted temp file).
+    fn open(&self, digest: &str) -> io::Result<Box<dyn Read + Send>> {
+        match self.graph.blobs.get(digest) {
             Some((_, Blob::Layer(src))) => src.open(self.blobs),
             Some((_, Blob::Bytes(b))) => Ok(Box::new(Cursor::new(b.clone()))),
             None => Err(io::Error::other(format!(
-                "blob {} is missing from the graph",
-                d.digest
+                "blob {digest} is missing from the graph"
             ))),
         }
     }
+}
 
+impl Image for Exported<'_> {
+    fn index_json(&self) -> Result<Cow<'_, [u8]>> {
+        let s = &self.spec;
+        Ok(Cow::Owned(files::index_json(s.root, s.names, s.detached)))
+    }
+
+    fn blob_size(&self, digest: &str) -> Option<u64> {
+        self.graph.blobs.get(digest).map(|(d, _)| d.size)
+    }
+
+    fn open_blob(&self, digest: &str) -> Result<Box<dyn Read + Send>> {
+        match self.graph.blobs.get(digest) {
+            Some(_) => Ok(self.open(digest)?),
+            None => Err(ExportError::new(
+                ErrorKind::NotFound,
+                format!("{digest}: blob is missing"),
+            )),
+        }
+    }
+
+    fn manifest_json(&self) -> Result<Option<Cow<'_, [u8]>>> {
+        if !self.spec.docker_manifest {
+            return Ok(None);
+        }
+        let Some((config, layers)) = self.graph.single.as_ref() else {
+            return Ok(None);
+        };
+        Ok(Some(Cow::Owned(files::docker_manifest_json(
+            config,
+            layers,
+            self.spec.names,
+        ))))
+    }
+
+    /// The graph's own list: its blobs were made or verified by the export.
+    fn blobs(&self) -> Result<Blobs<'_>> {
+        Ok(self
+            .graph
+            .blobs
+            .values()
+            .map(|(d, blob)| match blob {
+                Blob::Bytes(b) => (d.clone(), Some(Cow::Borrowed(b.as_slice()))),
+                Blob::Layer(_) => (d.clone(), None),
+            })
+            .collect())
+    }
+
+    /// Layers come from the export's own store, which verified them on the
+    /// way in: streamed as they are, a failure named by its layer.
     fn stream(
         &self,
         d: &Descriptor,
         write: &mut dyn FnMut(&mut dyn Read) -> io::Result<()>,
     ) -> Result<()> {
         let mut r = self
-            .open(d)
+            .open(&d.digest)
             .map_err(|e| ExportError::from(e).context(&format!("layer {}", d.digest)))?;
         write(&mut r)?;
         Ok(())
-    }
-
-    fn index_json(&self) -> Cow<'_, [u8]> {
-        let s = &self.spec;
-        Cow::Owned(layout::index_json(s.root, s.names, s.detached))
-    }
-
-    fn manifest_json(&self) -> Option<Cow<'_, [u8]>> {
-        if !self.spec.docker_manifest {
-            return None;
-        }
-        let (config, layers) = self.graph.single.as_ref()?;
-        Some(Cow::Owned(layout::docker_manifest_json(
-            config,
-            layers,
-            self.spec.names,
-        )))
     }
 
     fn root(&self) -> Option<&Descriptor> {
@@ -93,15 +116,15 @@ impl Image for Exported<'_> {
 
     /// Image manifests in platform order, then attestation manifests, then
     /// the index when the root is one.
-    fn manifests(&self) -> Vec<(&Descriptor, Option<&str>)> {
+    fn manifests(&self) -> Vec<(Descriptor, Option<String>)> {
         let g = self.graph;
-        let images = g.image_manifests.iter().map(|d| (d, None));
+        let images = g.image_manifests.iter().map(|d| (d.clone(), None));
         let attestations = g
             .attestation_manifests
             .iter()
-            .map(|d| (d, g.subjects.get(&d.digest).map(String::as_str)));
+            .map(|d| (d.clone(), g.subjects.get(&d.digest).cloned()));
         let root_is_image = g.image_manifests.iter().any(|d| d.digest == g.root.digest);
-        let index = (!root_is_image).then_some((&g.root, None));
+        let index = (!root_is_image).then(|| (g.root.clone(), None));
         images.chain(attestations).chain(index).collect()
     }
 }

@@ -21,11 +21,12 @@ use bytes::Bytes;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use tracing::{debug, info};
 
-use super::Image;
 use crate::error::{ExportError, Result};
+use crate::image::Image;
 use crate::oci::Descriptor;
 use crate::options::ReferrersFallback;
 use crate::progress::Progress;
+use crate::registry::referrers::Referrer;
 use crate::registry::{
     BlobOpen, BlobPush, BytesBlob, PushContent, PushedManifest, RegistryClient, RegistryError,
 };
@@ -59,19 +60,19 @@ impl Plan {
         let root = image
             .root()
             .ok_or_else(|| ExportError::internal("a push needs an image with one root"))?;
-        let blobs = image.blobs();
+        let blobs = image.blobs()?;
         let held: HashMap<&str, &[u8]> = blobs
             .iter()
-            .filter_map(|(d, b)| Some((d.digest.as_str(), (*b)?)))
+            .filter_map(|(d, b)| Some((d.digest.as_str(), b.as_deref()?)))
             .collect();
-        let item = |d: &Descriptor, subject: Option<&str>| -> Result<Item> {
+        let item = |d: &Descriptor, subject: Option<String>| -> Result<Item> {
             let bytes = held.get(d.digest.as_str()).ok_or_else(|| {
                 ExportError::internal(format!("manifest {} is missing from the image", d.digest))
             })?;
             Ok(Item {
                 desc: plain(d),
                 bytes: Bytes::copy_from_slice(bytes),
-                subject: subject.map(String::from),
+                subject,
             })
         };
         let listed = image.manifests();
@@ -80,7 +81,7 @@ impl Plan {
         manifest_digests.insert(root.digest.as_str());
         let manifests = listed
             .iter()
-            .map(|(d, s)| item(d, *s))
+            .map(|(d, s)| item(d, s.clone()))
             .collect::<Result<_>>()?;
         let blobs = blobs
             .iter()
@@ -205,13 +206,20 @@ pub async fn push_repo(
         report.manifests_written += 1;
         debug!(digest = %m.desc.digest, media_type = %m.desc.media_type, "manifest");
     }
-    let manifests: Vec<(Descriptor, Bytes)> = plan
+    // The subjects as the image's model has them, never parsed back.
+    let referrers: Vec<Referrer<'_>> = plan
         .manifests
         .iter()
-        .map(|m| (m.desc.clone(), m.bytes.clone()))
+        .filter_map(|m| {
+            Some(Referrer {
+                desc: &m.desc,
+                bytes: &m.bytes,
+                subject: m.subject.as_deref()?,
+            })
+        })
         .collect();
     report.fallback_tags = client
-        .maintain_referrers(repo, &manifests, indexed, how.fallback)
+        .maintain_referrers(repo, &referrers, indexed, how.fallback)
         .await?;
     for tag in &report.fallback_tags {
         info!(repo, %tag, "referrers fallback tag");
@@ -248,6 +256,8 @@ pub async fn tag(
 mod tests {
     use std::borrow::Cow;
     use std::io::{self, Read};
+
+    use crate::image::Blobs;
 
     use super::*;
     use crate::oci::{self, MT_OCI_INDEX, MT_OCI_MANIFEST};
@@ -289,30 +299,35 @@ mod tests {
     }
 
     impl Image for Fake {
-        fn blobs(&self) -> Vec<(&Descriptor, Option<&[u8]>)> {
-            self.blobs.iter().map(|(d, b)| (d, b.as_deref())).collect()
+        fn index_json(&self) -> Result<Cow<'_, [u8]>> {
+            Ok(Cow::Borrowed(b"{}"))
         }
-        fn open(&self, _: &Descriptor) -> io::Result<Box<dyn Read + Send>> {
+        fn blob_size(&self, digest: &str) -> Option<u64> {
+            let (d, _) = self.blobs.iter().find(|(d, _)| d.digest == digest)?;
+            Some(d.size)
+        }
+        fn open_blob(&self, _: &str) -> Result<Box<dyn Read + Send>> {
             Ok(Box::new(io::Cursor::new(b"layer".to_vec())))
         }
-        fn index_json(&self) -> Cow<'_, [u8]> {
-            Cow::Borrowed(b"{}")
-        }
-        fn manifest_json(&self) -> Option<Cow<'_, [u8]>> {
-            None
+        fn blobs(&self) -> Result<Blobs<'_>> {
+            Ok(self
+                .blobs
+                .iter()
+                .map(|(d, b)| (d.clone(), b.as_deref().map(Cow::Borrowed)))
+                .collect())
         }
         fn root(&self) -> Option<&Descriptor> {
             self.rooted.then(|| self.find(MT_OCI_INDEX, b"index"))
         }
-        fn manifests(&self) -> Vec<(&Descriptor, Option<&str>)> {
+        fn manifests(&self) -> Vec<(Descriptor, Option<String>)> {
             let image = self.find(MT_OCI_MANIFEST, b"image");
             vec![
-                (image, None),
+                (image.clone(), None),
                 (
-                    self.find(MT_OCI_MANIFEST, b"attestation"),
-                    Some(image.digest.as_str()),
+                    self.find(MT_OCI_MANIFEST, b"attestation").clone(),
+                    Some(image.digest.clone()),
                 ),
-                (self.find(MT_OCI_INDEX, b"index"), None),
+                (self.find(MT_OCI_INDEX, b"index").clone(), None),
             ]
         }
     }

@@ -21,8 +21,9 @@ use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
 use tracing::{info_span, Instrument};
 
 use super::push::{self, OnProgress, Plan, RepoPush};
-use super::{Image, Sink};
-use crate::error::{ExportError, Result};
+use super::Sink;
+use crate::error::{ErrorKind, ExportError, Result};
+use crate::image::Image;
 use crate::oci::Descriptor;
 use crate::options::ReferrersFallback;
 use crate::progress::Progress;
@@ -189,7 +190,7 @@ fn push(image: &dyn Image, spec: &PushSpec<'_>, progress: &mut dyn FnMut(Progres
         match rx.recv() {
             Ok(Msg::Progress(p)) => progress(p),
             Ok(Msg::Open(d, reply)) => {
-                let _ = reply.send(image.open(&d));
+                let _ = reply.send(image.open_blob(&d.digest).map_err(io_error));
             }
             Ok(Msg::Done(r)) => break r.map_err(ExportError::from),
             Err(_) => {
@@ -203,6 +204,17 @@ fn push(image: &dyn Image, spec: &PushSpec<'_>, progress: &mut dyn FnMut(Progres
         rt.shutdown_background();
     }
     result
+}
+
+/// An image's error as the upload that asked for the blob sees it: the
+/// kind kept as far as the push reports it (missing, cancelled, other).
+fn io_error(e: ExportError) -> io::Error {
+    let kind = match e.kind {
+        ErrorKind::NotFound => io::ErrorKind::NotFound,
+        ErrorKind::Cancelled => io::ErrorKind::BrokenPipe,
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, e.message)
 }
 
 /// Blobs of one repository pushed at the same time: four, as BuildKit's
