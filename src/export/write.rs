@@ -30,17 +30,26 @@ pub(super) fn write_to_sink(
 ) -> Result<Descriptor> {
     let opts = &plan.opts;
     let root = files::root_with_created(&graph.root, &created(plan.global_epoch));
+    // Top-level entries of index.json besides the root: attestation
+    // manifests kept out of the index, and signatures, so that a copy of
+    // the layout carries them.
+    let detached_attestations: &[Descriptor] = if opts.attestations_in_index {
+        &[]
+    } else {
+        &graph.attestation_manifests
+    };
+    let detached: Vec<Descriptor> = detached_attestations
+        .iter()
+        .chain(&graph.signatures)
+        .cloned()
+        .collect();
     let image = sink::Exported {
         graph,
         spec: sink::ArchiveSpec {
             names: &plan.names,
             root: &root,
             docker_manifest: opts.exporter == ExporterType::Docker,
-            detached: if opts.attestations_in_index {
-                &[]
-            } else {
-                &graph.attestation_manifests
-            },
+            detached: &detached,
         },
         blobs: env.blobs,
     };

@@ -115,7 +115,7 @@ impl Image for Exported<'_> {
     }
 
     /// Image manifests in platform order, then attestation manifests, then
-    /// the index when the root is one.
+    /// the index when the root is one, then signatures (after what they sign).
     fn manifests(&self) -> Vec<(Descriptor, Option<String>)> {
         let g = self.graph;
         let images = g.image_manifests.iter().map(|d| (d.clone(), None));
@@ -125,6 +125,14 @@ impl Image for Exported<'_> {
             .map(|d| (d.clone(), g.subjects.get(&d.digest).cloned()));
         let root_is_image = g.image_manifests.iter().any(|d| d.digest == g.root.digest);
         let index = (!root_is_image).then(|| (g.root.clone(), None));
-        images.chain(attestations).chain(index).collect()
+        let signatures = g
+            .signatures
+            .iter()
+            .map(|d| (d.clone(), g.subjects.get(&d.digest).cloned()));
+        images
+            .chain(attestations)
+            .chain(index)
+            .chain(signatures)
+            .collect()
     }
 }

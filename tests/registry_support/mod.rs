@@ -312,16 +312,41 @@ impl Response {
 
 /// One HTTP/1.1 GET with `Connection: close` (chunked bodies decoded).
 pub fn http_get(port: u16, path: &str, accept: &str, basic: Option<(&str, &str)>) -> Response {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to registry");
-    let mut req = format!(
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: {accept}\r\nConnection: close\r\n"
-    );
-    if let Some((u, p)) = basic {
+    let auth = basic.map(|(u, p)| {
         let b = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
-        req.push_str(&format!("Authorization: Basic {b}\r\n"));
+        format!("Basic {b}")
+    });
+    let mut headers = vec![("Accept", accept)];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a.as_str()));
+    }
+    http_request(port, "GET", path, &headers, None)
+}
+
+/// One HTTP/1.1 request with `Connection: close`, and `body` (with its
+/// length) when given; chunked answers decoded. Independent of oxport's
+/// registry client, for setting up what a test then has oxport meet.
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Response {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to registry");
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!("Content-Length: {}\r\n", b.len()));
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).unwrap();
+    if let Some(b) = body {
+        s.write_all(b).unwrap();
+    }
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
     let split = raw

@@ -1,0 +1,351 @@
+//! Signatures that the real verifier, cosign (pinned in `tests/tools.sh`),
+//! accepts: images and their attestations pushed with `oxport.sign=NAME` to
+//! Debian's `docker-registry` (no referrers API: the fallback tag) and to a
+//! registry with the referrers API (go-containerregistry's, built from
+//! `tests/tools/referrers-registry`), with cosign's encrypted key and with a
+//! plain PKCS#8 key. A wrong key, a tampered statement and a missing
+//! signature each fail.
+
+mod registry_support;
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use registry_support::{http_request, Registry, Response, ACCEPT};
+use serde_json::Value;
+
+const PURPOSE: &str = "verifying oxport's signatures with cosign";
+
+fn keys() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/signing")
+}
+
+/// The key arguments of `oxport export` for `kind`: cosign's encrypted key
+/// (its password in a file) or a plain PKCS#8 key; and the public key.
+fn key_args(kind: &str) -> (Vec<String>, PathBuf) {
+    let k = keys();
+    match kind {
+        "cosign" => (
+            vec![
+                "--signing-key".into(),
+                format!("release={}", k.join("cosign.key").display()),
+                "--signing-key-password-file".into(),
+                format!("release={}", k.join("cosign.password").display()),
+            ],
+            k.join("cosign.pub"),
+        ),
+        _ => (
+            vec![
+                "--signing-key".into(),
+                format!("release={}", k.join("plain-pkcs8.key").display()),
+            ],
+            k.join("plain-pkcs8.pub"),
+        ),
+    }
+}
+
+/// A registry with the referrers API, stopped when dropped.
+struct ReferrersRegistry {
+    child: Child,
+    port: u16,
+}
+
+impl ReferrersRegistry {
+    fn start() -> Option<ReferrersRegistry> {
+        let bin = support::require_pinned_tool("referrers-registry", PURPOSE)?;
+        let mut child = Command::new(bin)
+            .arg("127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start referrers-registry");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().rsplit(':').next().unwrap().parse().unwrap();
+        Some(ReferrersRegistry { child, port })
+    }
+}
+
+impl Drop for ReferrersRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Pushes the two-platform example to `host/repo:1`, signed with `kind`'s
+/// key unless `kind` is empty.
+fn push(host: &str, repo: &str, kind: &str) {
+    let mut output = format!("type=image,name={host}/{repo}:1,push=true,registry.insecure=true");
+    let mut extra = Vec::new();
+    if !kind.is_empty() {
+        output.push_str(",oxport.sign=release");
+        extra = key_args(kind).0;
+    }
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let (o, _) = registry_support::export_example(&output, &extra, &[]);
+    assert!(
+        o.status.success(),
+        "push to {host}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn get(port: u16, path: &str) -> Response {
+    let r = http_request(port, "GET", path, &[("Accept", ACCEPT)], None);
+    assert_eq!(r.status, 200, "GET {path}: {}", r.text());
+    r
+}
+
+/// The platform manifests' digests of `repo:1`.
+fn platforms(port: u16, repo: &str) -> Vec<String> {
+    let index: Value =
+        serde_json::from_slice(&get(port, &format!("/v2/{repo}/manifests/1")).body).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["platform"]["os"] != "unknown")
+        .map(|m| m["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn cosign(bin: &Path, args: &[&str]) -> Output {
+    Command::new(bin)
+        .args(args)
+        .env("HOME", std::env::temp_dir())
+        .output()
+        .expect("run cosign")
+}
+
+/// `cosign verify` (`what` empty) or `cosign verify-attestation --type what`
+/// of `image` with the public key `key`, offline: a key needs no log.
+fn verify(bin: &Path, key: &Path, what: &str, image: &str) -> Output {
+    let key = key.to_str().unwrap();
+    let mut args = vec![
+        "--key",
+        key,
+        "--insecure-ignore-tlog=true",
+        "--allow-http-registry",
+    ];
+    if what.is_empty() {
+        args.insert(0, "verify");
+    } else {
+        args.splice(0..0, ["verify-attestation", "--type", what]);
+    }
+    args.push(image);
+    cosign(bin, &args)
+}
+
+fn assert_verifies(o: &Output, what: &str) {
+    assert!(
+        o.status.success(),
+        "cosign {what}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn assert_refused(o: &Output, what: &str, text: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "cosign {what} accepted it");
+    assert!(
+        err.contains(text),
+        "cosign {what}: wanted {text:?} in {err}"
+    );
+}
+
+/// Every check of one signed push: the tag and each platform verify, each
+/// platform's provenance and SBOM verify as attestations, another key fails.
+fn check_signed(bin: &Path, port: u16, repo: &str, kind: &str) {
+    let host = format!("127.0.0.1:{port}");
+    let (_, public) = key_args(kind);
+    let (_, other) = key_args(if kind == "cosign" { "plain" } else { "cosign" });
+    let tag = format!("{host}/{repo}:1");
+    assert_verifies(&verify(bin, &public, "", &tag), &format!("verify {tag}"));
+    let digests = platforms(port, repo);
+    assert_eq!(digests.len(), 2, "two platforms");
+    for d in &digests {
+        let image = format!("{host}/{repo}@{d}");
+        assert_verifies(
+            &verify(bin, &public, "", &image),
+            &format!("verify {image}"),
+        );
+        // The example's provenance is SLSA v1, its SBOM SPDX.
+        for t in ["slsaprovenance1", "spdxjson"] {
+            let o = verify(bin, &public, t, &image);
+            assert_verifies(&o, &format!("verify-attestation --type {t} {image}"));
+        }
+    }
+    assert_refused(
+        &verify(bin, &other, "", &tag),
+        "verify with another key",
+        "no matching",
+    );
+}
+
+#[test]
+fn cosign_verifies_signed_pushes_on_both_registries_with_both_key_forms() {
+    let Some(bin) = support::require_pinned_tool("cosign", PURPOSE) else {
+        return;
+    };
+    let Some(plain) = Registry::start(false) else {
+        return;
+    };
+    let Some(referrers) = ReferrersRegistry::start() else {
+        return;
+    };
+    for kind in ["cosign", "plain"] {
+        push(&plain.host(), kind, kind);
+        check_signed(&bin, plain.port, kind, kind);
+        // Without the referrers API the signatures are found through the
+        // fallback tag of each signed manifest.
+        let tags = plain.tags(kind);
+        for d in platforms(plain.port, kind) {
+            let fallback = d.replace(':', "-");
+            assert!(tags.contains(&fallback), "{fallback} in {tags:?}");
+        }
+        push(&format!("127.0.0.1:{}", referrers.port), kind, kind);
+        check_signed(&bin, referrers.port, kind, kind);
+    }
+}
+
+#[test]
+fn a_missing_or_tampered_signature_fails_verification() {
+    let Some(bin) = support::require_pinned_tool("cosign", PURPOSE) else {
+        return;
+    };
+    let Some(reg) = ReferrersRegistry::start() else {
+        return;
+    };
+    let host = format!("127.0.0.1:{}", reg.port);
+    let (_, public) = key_args("cosign");
+
+    push(&host, "unsigned", "");
+    let o = verify(&bin, &public, "", &format!("{host}/unsigned:1"));
+    assert_refused(&o, "verify of an unsigned image", "no signatures found");
+
+    push(&host, "tampered", "cosign");
+    let platform = platforms(reg.port, "tampered").remove(0);
+    let image = format!("{host}/tampered@{platform}");
+    assert_verifies(
+        &verify(&bin, &public, "spdxjson", &image),
+        "before tampering",
+    );
+    tamper_sbom_signature(reg.port, "tampered", &platform);
+    let o = verify(&bin, &public, "spdxjson", &image);
+    // cosign drops the bundle whose signature fails, so no SPDX
+    // attestation is left (the tampered one is listed: see the helper).
+    assert_refused(
+        &o,
+        "verify-attestation of a tampered SBOM",
+        "none of the attestations matched the predicate type: spdxjson",
+    );
+    // The provenance next to it is untouched and still verifies.
+    assert_verifies(
+        &verify(&bin, &public, "slsaprovenance1", &image),
+        "untouched",
+    );
+}
+
+/// Replaces the SBOM signature of `platform` by one whose statement was
+/// changed after signing (the signature kept): a new bundle blob, a new
+/// referrer manifest, and the genuine one deleted.
+fn tamper_sbom_signature(port: u16, repo: &str, platform: &str) {
+    let list: Value =
+        serde_json::from_slice(&get(port, &format!("/v2/{repo}/referrers/{platform}")).body)
+            .unwrap();
+    let genuine = list["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| {
+            m["annotations"]["dev.sigstore.bundle.predicateType"] == "https://spdx.dev/Document"
+        })
+        .expect("an SBOM signature")["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut manifest: Value =
+        serde_json::from_slice(&get(port, &format!("/v2/{repo}/manifests/{genuine}")).body)
+            .unwrap();
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut bundle: Value =
+        serde_json::from_slice(&get(port, &format!("/v2/{repo}/blobs/{layer}")).body).unwrap();
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let statement = b64
+        .decode(bundle["dsseEnvelope"]["payload"].as_str().unwrap())
+        .unwrap();
+    let original = String::from_utf8(statement).unwrap();
+    let changed = original.replacen("SPDX-2.3", "SPDX-2.2", 1);
+    assert_ne!(changed, original, "the SBOM statement names SPDX-2.3");
+    bundle["dsseEnvelope"]["payload"] = b64.encode(changed).into();
+    let bundle = serde_json::to_vec(&bundle).unwrap();
+    let digest = registry_support::sha256(&bundle);
+    put_blob(port, repo, &bundle, &digest);
+    manifest["layers"][0]["digest"] = digest.into();
+    manifest["layers"][0]["size"] = bundle.len().into();
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let d = registry_support::sha256(&bytes);
+    let media = "application/vnd.oci.image.manifest.v1+json";
+    let r = http_request(
+        port,
+        "PUT",
+        &format!("/v2/{repo}/manifests/{d}"),
+        &[("Content-Type", media)],
+        Some(&bytes),
+    );
+    assert_eq!(r.status, 201, "PUT tampered manifest: {}", r.text());
+    let r = http_request(
+        port,
+        "DELETE",
+        &format!("/v2/{repo}/manifests/{genuine}"),
+        &[],
+        None,
+    );
+    assert_eq!(
+        r.status / 100,
+        2,
+        "DELETE the genuine signature: {}",
+        r.text()
+    );
+}
+
+/// A monolithic blob upload (POST, then PUT with the bytes).
+fn put_blob(port: u16, repo: &str, bytes: &[u8], digest: &str) {
+    let r = http_request(
+        port,
+        "POST",
+        &format!("/v2/{repo}/blobs/uploads/"),
+        &[],
+        Some(&[]),
+    );
+    assert_eq!(r.status, 202, "POST upload: {}", r.text());
+    let location = r
+        .headers
+        .iter()
+        .find(|(k, _)| k == "location")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let path = location
+        .split_once("://")
+        .map(|(_, rest)| &rest[rest.find('/').unwrap()..])
+        .unwrap_or(&location);
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let r = http_request(
+        port,
+        "PUT",
+        &format!("{path}{sep}digest={digest}"),
+        &[("Content-Type", "application/octet-stream")],
+        Some(bytes),
+    );
+    assert_eq!(r.status, 201, "PUT blob: {}", r.text());
+}
