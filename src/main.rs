@@ -164,6 +164,21 @@ enum Command {
         /// over plain HTTP when they do not speak TLS (as loopback hosts may).
         #[arg(long)]
         insecure: bool,
+        /// Check the image's signatures with this public key (PEM).
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// Check an image's signatures with a public key, as cosign verify --key does.
+    Verify {
+        /// oci-archive:PATH, oci:DIR[:REF] or docker://REF
+        src: String,
+        /// The public key (PEM "PUBLIC KEY", as cosign.pub).
+        #[arg(long)]
+        key: PathBuf,
+        /// Reach docker:// registries without verifying their TLS certificate,
+        /// over plain HTTP when they do not speak TLS (as loopback hosts may).
+        #[arg(long)]
+        insecure: bool,
     },
 }
 
@@ -218,9 +233,10 @@ fn init_logging(cli: &Cli) {
         Command::Export { .. } | Command::SelfImage { .. } => {
             "warn,oxport::client=info,oxport::cli=info"
         }
-        Command::Convert { .. } | Command::Inspect { .. } | Command::Health { .. } => {
-            "warn,oxport::cli=info"
-        }
+        Command::Convert { .. }
+        | Command::Inspect { .. }
+        | Command::Verify { .. }
+        | Command::Health { .. } => "warn,oxport::cli=info",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(cli.log_level.as_deref().unwrap_or(default_filter))
@@ -325,6 +341,10 @@ async fn run(
             src,
             format,
             insecure,
-        } => inspect(&src, &format, &RemoteOptions { insecure }),
+            key,
+        } => inspect(&src, &format, &RemoteOptions { insecure }, key.as_deref()),
+        Command::Verify { src, key, insecure } => {
+            oxport::cli::signing::verify(&src, &key, &RemoteOptions { insecure })
+        }
     }
 }

@@ -186,6 +186,32 @@ fn check_signed(bin: &Path, port: u16, repo: &str, kind: &str) {
         "verify with another key",
         "no matching",
     );
+    // oxport's own verifier agrees with cosign on both keys.
+    let ox = |key: &Path| {
+        registry_support::oxport(
+            &[
+                "verify",
+                "--insecure",
+                &format!("docker://{tag}"),
+                "--key",
+                key.to_str().unwrap(),
+            ],
+            &[],
+        )
+    };
+    let o = ox(&public);
+    assert!(
+        o.status.success(),
+        "oxport verify: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = ox(&other);
+    assert!(!o.status.success(), "oxport verify with another key passed");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no signature verifies with the key"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
@@ -348,4 +374,73 @@ fn put_blob(port: u16, repo: &str, bytes: &[u8], digest: &str) {
         Some(bytes),
     );
     assert_eq!(r.status, 201, "PUT blob: {}", r.text());
+}
+
+#[test]
+fn a_signed_layout_lists_its_signatures_and_an_unsigned_one_is_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (signed, plain) = (dir.path().join("signed.tar"), dir.path().join("plain.tar"));
+    let (args, public) = key_args("plain");
+    let extra: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out =
+        |p: &Path, sign: &str| format!("type=oci,dest={},source-date-epoch=0{sign}", p.display());
+    let (o, _) =
+        registry_support::export_example(&out(&signed, ",oxport.sign=release"), &extra, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The same keys given, none selected: the tar has no signatures.
+    let (o, _) = registry_support::export_example(&out(&plain, ""), &extra, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let index = |p: &Path| -> Value {
+        let mut a = tar::Archive::new(std::fs::File::open(p).unwrap());
+        let mut e = a
+            .entries()
+            .unwrap()
+            .map(Result::unwrap)
+            .find(|e| e.path().unwrap().to_str() == Some("index.json"))
+            .unwrap();
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut e, &mut s).unwrap();
+        serde_json::from_str(&s).unwrap()
+    };
+    let (si, pi) = (index(&signed), index(&plain));
+    let (sm, pm) = (
+        si["manifests"].as_array().unwrap(),
+        pi["manifests"].as_array().unwrap(),
+    );
+    assert_eq!(pm.len(), 1, "unsigned: the root alone");
+    assert_eq!(
+        sm[0]["digest"], pm[0]["digest"],
+        "signing leaves the image as it was"
+    );
+    // The index, two platforms, and each platform's SBOM and provenance.
+    assert_eq!(sm.len(), 1 + 7);
+    for e in &sm[1..] {
+        assert_eq!(
+            e["artifactType"],
+            "application/vnd.dev.sigstore.bundle.v0.3+json"
+        );
+    }
+    let verify = |key: &Path| {
+        registry_support::oxport(
+            &[
+                "verify",
+                &format!("oci-archive:{}", signed.display()),
+                "--key",
+                key.to_str().unwrap(),
+            ],
+            &[],
+        )
+    };
+    assert!(verify(&public).status.success());
+    assert!(!verify(&keys().join("cosign.pub")).status.success());
+    let o = registry_support::oxport(
+        &[
+            "verify",
+            &format!("oci-archive:{}", plain.display()),
+            "--key",
+            public.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!o.status.success(), "an unsigned tar does not verify");
 }

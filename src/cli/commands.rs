@@ -105,8 +105,14 @@ pub fn convert(to: &str, src: &str, dst: &str, opts: &RemoteOptions) -> Result<(
 }
 
 /// `oxport inspect`: prints the report; any problem is an error.
-pub fn inspect(src: &str, format: &str, opts: &RemoteOptions) -> Result<(), String> {
-    let report = crate::inspect::run(&src.parse()?, opts).map_err(|e| e.message)?;
+pub fn inspect(
+    src: &str,
+    format: &str,
+    opts: &RemoteOptions,
+    key: Option<&std::path::Path>,
+) -> Result<(), String> {
+    let key = key.map(super::signing::public_key).transpose()?;
+    let report = crate::inspect::run(&src.parse()?, opts, key.as_ref()).map_err(|e| e.message)?;
     let out = match format {
         "json" => report.to_json(),
         _ => report.to_text(),

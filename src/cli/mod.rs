@@ -8,4 +8,5 @@
 pub mod commands;
 pub mod export;
 pub mod self_image;
+pub mod signing;
 pub mod summary;

@@ -8,9 +8,11 @@
 //!
 //! - [`render`]: the report as text or as JSON.
 //! - [`referrers`]: a registry image's referrers (API or fallback tag).
+//! - [`signatures`]: sigstore bundles among them, checked with a key.
 
 pub mod referrers;
 pub mod render;
+pub mod signatures;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -79,6 +81,8 @@ pub struct Report {
     /// Attestation manifests listed on their own (in `index.json`, or only
     /// as a registry image's referrers), found by their subject.
     pub referrers: Vec<Attestation>,
+    /// Signatures (sigstore bundles) of the roots and their images.
+    pub signatures: Vec<signatures::Signature>,
     pub problems: Vec<Problem>,
 }
 
@@ -101,6 +105,8 @@ impl ImageIndex {
 
 struct Walker<'a> {
     src: &'a dyn image::Image,
+    /// The public key signatures are checked with, when given.
+    key: Option<&'a crate::sign::PublicKey>,
     /// Blobs checked so far and what was wrong with them.
     checked: HashMap<String, Option<BlobProblem>>,
     problems: Vec<Problem>,
@@ -344,21 +350,27 @@ impl Walker<'_> {
 
 /// Walks and checks every entry of `src` (or those its reference selects).
 pub fn inspect(src: &dyn image::Image, source: &str) -> Result<Report> {
-    walk(src, source, None)
+    walk(src, source, None, None)
 }
 
 /// Walks and checks a registry image, with its referrers.
 pub fn inspect_registry(src: &RegistrySource, source: &str) -> Result<Report> {
-    walk(src, source, Some(src))
+    walk(src, source, Some(src), None)
 }
 
-fn walk(src: &dyn image::Image, source: &str, remote: Option<&RegistrySource>) -> Result<Report> {
+fn walk(
+    src: &dyn image::Image,
+    source: &str,
+    remote: Option<&RegistrySource>,
+    key: Option<&crate::sign::PublicKey>,
+) -> Result<Report> {
     let top = parse::index(&src.index_json()?, "index.json")?.value;
     if let Some(r) = src.reference() {
         refuse_unknown_reference(&top.manifests, r, source)?;
     }
     let mut w = Walker {
         src,
+        key,
         checked: HashMap::new(),
         problems: Vec::new(),
     };
@@ -366,6 +378,7 @@ fn walk(src: &dyn image::Image, source: &str, remote: Option<&RegistrySource>) -
     // Root position by digest: an entry listed again adds its name.
     let mut root_at: HashMap<String, usize> = HashMap::new();
     let mut detached = Vec::new();
+    let mut signed = Vec::new();
     for (i, e) in top.manifests.iter().enumerate() {
         if let Some(r) = src.reference() {
             if e.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) != Some(r) {
@@ -375,6 +388,10 @@ fn walk(src: &dyn image::Image, source: &str, remote: Option<&RegistrySource>) -
         let at = format!("index.json/manifests[{i}]");
         if is_attestation_entry(e) {
             detached.push((e.clone(), at));
+            continue;
+        }
+        if signatures::is_signature(e) {
+            signed.push((e.clone(), at));
             continue;
         }
         let name = e
@@ -414,13 +431,20 @@ fn walk(src: &dyn image::Image, source: &str, remote: Option<&RegistrySource>) -
         .into_iter()
         .map(|(e, at)| w.attestation(&e, &all_images, &at))
         .collect();
+    let mut sigs: Vec<signatures::Signature> = signed
+        .into_iter()
+        .filter_map(|(e, at)| w.signature(&e, &at))
+        .collect();
     if let Some(remote) = remote {
-        alone.extend(referrers::collect(&mut w, &mut roots, remote));
+        let (attestations, found) = referrers::collect(&mut w, &mut roots, remote);
+        alone.extend(attestations);
+        sigs.extend(found);
     }
     Ok(Report {
         source: source.to_string(),
         roots,
         referrers: alone,
+        signatures: sigs,
         problems: w.problems,
     })
 }
@@ -446,11 +470,16 @@ fn refuse_unknown_reference(entries: &[oci::Descriptor], r: &str, source: &str) 
     ))
 }
 
-/// Opens `src` and inspects it.
-pub fn run(src: &ImageRef, opts: &RemoteOptions) -> Result<Report> {
+/// Opens `src` and inspects it; signatures are checked with `key` when given.
+pub fn run(
+    src: &ImageRef,
+    opts: &RemoteOptions,
+    key: Option<&crate::sign::PublicKey>,
+) -> Result<Report> {
     if let ImageRef::Registry(r) = src {
-        return inspect_registry(&RegistrySource::open(r, opts)?, &src.to_string());
+        let remote = RegistrySource::open(r, opts)?;
+        return walk(&remote, &src.to_string(), Some(&remote), key);
     }
     let store = image::open(src, opts)?;
-    inspect(&*store, &src.to_string())
+    walk(&*store, &src.to_string(), None, key)
 }

@@ -13,6 +13,7 @@ use std::collections::HashSet;
 
 use tracing::warn;
 
+use super::signatures::Signature;
 use super::{Attestation, ImageIndex, Root, Walker};
 use crate::convert::is_attestation_entry;
 use crate::image::remote::RegistrySource;
@@ -106,12 +107,12 @@ impl Walker<'_> {
 }
 
 /// Fills in the referrers of every root and image manifest, and returns the
-/// detached attestation manifests, walked.
+/// detached attestation manifests, walked, and the signatures.
 pub(super) fn collect(
     w: &mut Walker<'_>,
     roots: &mut [Root],
     remote: &RegistrySource,
-) -> Vec<Attestation> {
+) -> (Vec<Attestation>, Vec<Signature>) {
     let tree = tree_digests(roots);
     let images = ImageIndex::of(
         roots
@@ -120,6 +121,7 @@ pub(super) fn collect(
     );
     let mut seen = HashSet::new();
     let mut detached = Vec::new();
+    let mut signatures = Vec::new();
     for root in roots.iter_mut() {
         let at = root.location.clone();
         root.referrers = w.referrers_of(remote, &root.descriptor, &at, &tree);
@@ -146,10 +148,17 @@ pub(super) fn collect(
             );
         }
         for (d, at) in found {
-            if is_attestation(&d) && !tree.contains(&d.digest) && seen.insert(d.digest.clone()) {
+            if tree.contains(&d.digest) || !seen.insert(d.digest.clone()) {
+                continue;
+            }
+            if is_attestation(&d) {
                 detached.push(w.attestation(&d, &images, &at));
+            } else if let Some(s) = w.signature(&d, &at) {
+                // Registries differ in the artifact type they list, so
+                // the manifest itself says whether it is a signature.
+                signatures.push(s);
             }
         }
     }
-    detached
+    (detached, signatures)
 }

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use super::referrers::Referrer;
+use super::signatures::Signature;
 use super::{Attestation, Image, Report, Root};
 use crate::json::{self, Object};
 use crate::oci::Descriptor;
@@ -112,6 +113,23 @@ impl Report {
                 attestation_text(&mut out, a, "  ");
             }
         }
+        if !self.signatures.is_empty() {
+            out.push_str("signatures:\n");
+            for s in &self.signatures {
+                let _ = writeln!(
+                    out,
+                    "  {} of {} ({}): {}",
+                    s.descriptor.digest,
+                    if s.subject.is_empty() {
+                        "-"
+                    } else {
+                        &s.subject
+                    },
+                    s.predicate_type,
+                    check_text(&s.check)
+                );
+            }
+        }
         if self.problems.is_empty() {
             out.push_str("problems: none");
         } else {
@@ -131,18 +149,43 @@ impl Report {
                 .str("message", &p.message)
                 .finish()
         });
-        json::pretty(
-            &Object::new()
-                .str("source", &self.source)
-                .raw("roots", &json::array(self.roots.iter().map(root_json)))
-                .raw(
-                    "referrers",
-                    &json::array(self.referrers.iter().map(attestation_json)),
-                )
-                .raw("problems", &json::array(problems))
-                .finish(),
-        )
+        let mut o = Object::new();
+        o.str("source", &self.source)
+            .raw("roots", &json::array(self.roots.iter().map(root_json)))
+            .raw(
+                "referrers",
+                &json::array(self.referrers.iter().map(attestation_json)),
+            );
+        // Only when there are any, so unsigned images read as before.
+        if !self.signatures.is_empty() {
+            o.raw(
+                "signatures",
+                &json::array(self.signatures.iter().map(signature_json)),
+            );
+        }
+        json::pretty(&o.raw("problems", &json::array(problems)).finish())
     }
+}
+
+fn check_text(check: &Option<Result<(), String>>) -> String {
+    match check {
+        None => "not checked (no --key)".into(),
+        Some(Ok(())) => "verified".into(),
+        Some(Err(e)) => format!("NOT VERIFIED: {e}"),
+    }
+}
+
+fn signature_json(s: &Signature) -> String {
+    let mut o = Object::new();
+    descriptor_fields(&mut o, &s.location, &s.descriptor);
+    o.str("subject", &s.subject)
+        .str("predicateType", &s.predicate_type);
+    match &s.check {
+        None => o.raw("verified", "null"),
+        Some(Ok(())) => o.bool("verified", true),
+        Some(Err(e)) => o.bool("verified", false).str("error", e),
+    };
+    o.finish()
 }
 
 fn descriptor_fields(o: &mut Object, location: &str, d: &Descriptor) {
