@@ -7,6 +7,7 @@
 pub mod alloc;
 pub mod annotations;
 pub mod assemble;
+pub mod attach;
 pub mod blob;
 pub mod casefile;
 pub mod cli;

@@ -168,6 +168,23 @@ enum Command {
         #[arg(long)]
         key: Option<PathBuf>,
     },
+    /// Sign an existing image and its attestations as an export with
+    /// oxport.sign does (docker://REF or oci:DIR).
+    Sign {
+        /// docker://REF or oci:DIR[:REF]
+        src: String,
+        /// The private key: PEM PKCS#8 ECDSA P-256, or cosign's encrypted key.
+        #[arg(long)]
+        key: PathBuf,
+        /// The file holding the password of an encrypted key (else the
+        /// COSIGN_PASSWORD environment variable).
+        #[arg(long)]
+        key_password_file: Option<PathBuf>,
+        /// Reach docker:// registries without verifying their TLS certificate,
+        /// over plain HTTP when they do not speak TLS (as loopback hosts may).
+        #[arg(long)]
+        insecure: bool,
+    },
     /// Check an image's signatures with a public key, as cosign verify --key does.
     Verify {
         /// oci-archive:PATH, oci:DIR[:REF] or docker://REF
@@ -236,6 +253,7 @@ fn init_logging(cli: &Cli) {
         Command::Convert { .. }
         | Command::Inspect { .. }
         | Command::Verify { .. }
+        | Command::Sign { .. }
         | Command::Health { .. } => "warn,oxport::cli=info",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
@@ -343,6 +361,17 @@ async fn run(
             insecure,
             key,
         } => inspect(&src, &format, &RemoteOptions { insecure }, key.as_deref()),
+        Command::Sign {
+            src,
+            key,
+            key_password_file,
+            insecure,
+        } => oxport::cli::signing::sign(
+            &src,
+            &key,
+            key_password_file.as_deref(),
+            &RemoteOptions { insecure },
+        ),
         Command::Verify { src, key, insecure } => {
             oxport::cli::signing::verify(&src, &key, &RemoteOptions { insecure })
         }

@@ -444,3 +444,76 @@ fn a_signed_layout_lists_its_signatures_and_an_unsigned_one_is_unchanged() {
     );
     assert!(!o.status.success(), "an unsigned tar does not verify");
 }
+
+#[test]
+fn oxport_sign_signs_existing_images_in_registries_and_layouts() {
+    let Some(bin) = support::require_pinned_tool("cosign", PURPOSE) else {
+        return;
+    };
+    let Some(plain) = Registry::start(false) else {
+        return;
+    };
+    let Some(referrers) = ReferrersRegistry::start() else {
+        return;
+    };
+    let k = keys();
+    let sign = |image: &str| {
+        let o = registry_support::oxport(
+            &[
+                "sign",
+                "--insecure",
+                image,
+                "--key",
+                k.join("cosign.key").to_str().unwrap(),
+                "--key-password-file",
+                k.join("cosign.password").to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(
+            o.status.success(),
+            "oxport sign {image}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    for port in [plain.port, referrers.port] {
+        let host = format!("127.0.0.1:{port}");
+        push(&host, "later", "");
+        let said = sign(&format!("docker://{host}/later:1"));
+        assert!(said.contains("7 signature(s) attached"), "{said}");
+        check_signed(&bin, port, "later", "cosign");
+    }
+
+    // A layout directory: its index.json gains the signatures.
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let (o, _) = registry_support::export_example(
+        &format!("type=oci,tar=false,dest={}", layout.display()),
+        &[],
+        &[],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let image = format!("oci:{}", layout.display());
+    sign(&image);
+    let o = registry_support::oxport(
+        &[
+            "verify",
+            &image,
+            "--key",
+            k.join("cosign.pub").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        o.status.success(),
+        "oxport verify: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = registry_support::oxport(&["inspect", &image], &[]);
+    assert!(
+        o.status.success(),
+        "the signed layout inspects clean: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}

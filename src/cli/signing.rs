@@ -1,5 +1,6 @@
-//! `oxport verify`: an image's signatures checked with a public key, as
-//! `cosign verify --key` checks them; and the `--key` of `oxport inspect`.
+//! `oxport sign` and `oxport verify`: an existing image signed with a key,
+//! and an image's signatures checked with a public key, as `cosign verify
+//! --key` checks them; and the `--key` of `oxport inspect`.
 
 use crate::image::remote::RemoteOptions;
 use crate::inspect::signatures::Signature;
@@ -57,4 +58,39 @@ fn line(s: &Signature) -> String {
         "{} {} {}: {state}",
         s.subject, s.predicate_type, s.descriptor.digest
     )
+}
+
+/// `oxport sign`: the image and its attestations signed with the key at
+/// `key`; prints each signature attached.
+pub fn sign(
+    src: &str,
+    key: &std::path::Path,
+    password_file: Option<&std::path::Path>,
+    opts: &RemoteOptions,
+) -> Result<(), String> {
+    let name = "key".to_string();
+    let specs = crate::sign::keyring::KeySpecs {
+        keys: vec![(name.clone(), key.to_path_buf())],
+        password_files: password_file
+            .map(|p| vec![(name.clone(), p.to_path_buf())])
+            .unwrap_or_default(),
+    };
+    let keyring =
+        crate::sign::Keyring::load(&specs).map_err(|e| e.replace("signing key key ", "--key "))?;
+    let signer = keyring.get(&name).expect("loaded");
+    let attached =
+        crate::attach::run(&src.parse()?, signer.as_ref(), opts).map_err(|e| e.message)?;
+    for (subject, predicate_type, digest) in &attached.signatures {
+        println!("{subject} {predicate_type} {digest}");
+    }
+    eprintln!(
+        "signed {src}: {} signature(s) attached{}",
+        attached.signatures.len(),
+        if attached.fallback_tags.is_empty() {
+            String::new()
+        } else {
+            format!(", fallback tags {}", attached.fallback_tags.join(", "))
+        }
+    );
+    Ok(())
 }

@@ -204,6 +204,59 @@ impl RegistrySource {
         let manifests = parse::index(&bytes, &via)?.value.manifests;
         Ok(Some(Listed { via, manifests }))
     }
+
+    /// Puts `referrers` into the image's repository: each one's blobs, its
+    /// manifest by digest, then the fallback tags of their subjects when the
+    /// registry indexes none of them itself. Returns the fallback tags.
+    pub fn put_referrers(&self, referrers: Vec<NewReferrer>) -> Result<Vec<String>> {
+        let (c, repo) = (self.client.clone(), self.reference.path.clone());
+        Ok(self.bridge.call(async move {
+            let mut indexed = !referrers.is_empty();
+            let quiet: crate::registry::OnBytes = std::sync::Arc::new(|_| {});
+            for r in &referrers {
+                for (d, bytes) in &r.blobs {
+                    let blob =
+                        std::sync::Arc::new(crate::registry::BytesBlob(bytes.clone().into()));
+                    c.push_blob(&repo, d, blob, None, quiet.clone()).await?;
+                }
+                let put = c
+                    .put_manifest(
+                        &repo,
+                        &r.descriptor.digest,
+                        &r.descriptor.media_type,
+                        r.manifest.clone().into(),
+                        None,
+                    )
+                    .await?;
+                indexed &= put.oci_subject.is_some();
+            }
+            let listed: Vec<referrers::Referrer<'_>> = referrers
+                .iter()
+                .map(|r| referrers::Referrer {
+                    desc: &r.descriptor,
+                    bytes: &r.manifest,
+                    subject: &r.subject,
+                })
+                .collect();
+            c.maintain_referrers(
+                &repo,
+                &listed,
+                indexed,
+                crate::options::ReferrersFallback::Auto,
+            )
+            .await
+        })??)
+    }
+}
+
+/// A manifest to put next to an image, naming one of its manifests.
+pub struct NewReferrer {
+    pub descriptor: Descriptor,
+    pub manifest: Vec<u8>,
+    /// Its config and layers: (descriptor, bytes).
+    pub blobs: Vec<(Descriptor, Vec<u8>)>,
+    /// The digest of the manifest it names.
+    pub subject: String,
 }
 
 /// A blob read that fails once the registry sends more than it announced.
