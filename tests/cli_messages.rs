@@ -322,3 +322,68 @@ fn help_names_the_defaults_and_files_global_flags_apart() {
 fn stderr_or_stdout(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(o))
 }
+
+fn signing_file(name: &str) -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/signing/").to_string() + name
+}
+
+#[test]
+fn signing_mistakes_name_the_key_and_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("a.tar");
+    let out = format!("type=oci,dest={},oxport.sign=nosuch", dest.display());
+    let o = export(&out, &[]);
+    fails_saying(
+        &o,
+        "no signing key named \"nosuch\": this server has no signing keys (start it with --signing-key NAME=PATH)",
+    );
+    assert!(!dest.exists(), "no output may be left behind");
+
+    let plain = format!("release={}", signing_file("plain-pkcs8.key"));
+    let o = export(&out, &["--signing-key", &plain]);
+    fails_saying(&o, "this server's keys are: release");
+
+    let key = format!("release={}", signing_file("cosign.key"));
+
+    let wrong = dir.path().join("pw");
+    std::fs::write(&wrong, "not-it\n").unwrap();
+    let pw = format!("release={}", wrong.display());
+    let o = export(
+        &out,
+        &["--signing-key", &key, "--signing-key-password-file", &pw],
+    );
+    fails_saying(
+        &o,
+        &format!(
+            "signing key release ({}): the password does not open this key",
+            signing_file("cosign.key")
+        ),
+    );
+    let mut cmd = Command::new(BIN);
+    let case = example();
+    cmd.args([
+        "export",
+        "--result",
+        &case,
+        "--output",
+        &out,
+        "--signing-key",
+        &key,
+    ])
+    .env_remove("COSIGN_PASSWORD");
+    fails_saying(
+        &cmd.output().unwrap(),
+        "give its password with --signing-key-password-file release=FILE or in COSIGN_PASSWORD",
+    );
+
+    let o = oxport(&[
+        "sign",
+        &format!("oci-archive:{}", dest.display()),
+        "--key",
+        &signing_file("plain-pkcs8.key"),
+    ]);
+    fails_saying(
+        &o,
+        "sign a registry image (docker://) or a layout directory (oci:DIR)",
+    );
+}
