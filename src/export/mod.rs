@@ -56,10 +56,10 @@ pub struct ExportEnv<'a> {
 /// The signer a request names with `oxport.sign`, out of `keyring`; an
 /// unknown name is refused (naming the keys there are, never their files).
 pub fn signer_for<'k>(
-    req: &ExportRequest,
+    attrs: &std::collections::BTreeMap<String, String>,
     keyring: &'k Keyring,
 ) -> Result<Option<&'k Arc<dyn Signer>>> {
-    let Some(name) = req.attrs.get(crate::options::keys::SIGN) else {
+    let Some(name) = attrs.get(crate::options::keys::SIGN) else {
         return Ok(None);
     };
     match keyring.get(name) {
@@ -89,7 +89,7 @@ pub fn export(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ExportResponse> {
     let opts = resolve::resolve(req, &env.limits)?;
-    let signer = signer_for(req, env.keyring)?;
+    let signer = signer_for(&req.attrs, env.keyring)?;
     let plan = plan::plan(req, opts)?;
     let inputs = layers::export_layers(req, &plan, env)?;
     let mut graph = assemble_graph(&plan, &inputs, req, &env.limits)?;

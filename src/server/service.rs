@@ -140,6 +140,8 @@ impl Exporter for ExporterService {
         .map_err(|e| to_status(&e))?;
         let effective = export::resolve_options(&r.exporter, &attrs, r.compatibility_version)
             .map_err(|e| to_status(&e))?;
+        // A key this server lacks fails at resolve time, before any build.
+        export::signer_for(&attrs, &self.keyring).map_err(|e| to_status(&e))?;
         Ok(Response::new(proto::ResolveOptionsResponse {
             request_id,
             effective: effective.into_iter().collect(),
@@ -363,7 +365,7 @@ impl Exporter for ExporterService {
         // exporter before the build.
         export::resolve_options(&req.exporter, &req.attrs, req.compatibility_version)
             .map_err(|e| to_status(&e))?;
-        export::signer_for(&req, &self.keyring).map_err(|e| to_status(&e))?;
+        export::signer_for(&req.attrs, &self.keyring).map_err(|e| to_status(&e))?;
         self.check_blobs(&req.result)?;
 
         let deadline = self.deadline();
