@@ -8,6 +8,7 @@
 mod data;
 mod procs;
 mod rows;
+mod signing;
 
 use std::time::Duration;
 

@@ -48,7 +48,7 @@ fn with_attrs(req: &ExportRequest, attrs: &[(&str, &str)]) -> ExportRequest {
     r
 }
 
-fn step(msg: &str) {
+pub fn step(msg: &str) {
     eprintln!("bench: {msg}");
 }
 
@@ -119,6 +119,9 @@ impl Bench {
         }
         if self.wants("4") {
             rows.push(self.small_exports());
+        }
+        if self.wants("9") {
+            rows.push(self.signing());
         }
         if self.wants("5") {
             step("generating 4 GiB of layers");

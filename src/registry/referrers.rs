@@ -229,10 +229,16 @@ impl RegistryClient {
         if !write {
             return Ok(tags);
         }
-        for (subject, descs) in &by_subject {
-            self.add_fallback_referrers(repo, subject, descs).await?;
-            tags.push(fallback_tag(subject));
-        }
+        // Each subject has a tag of its own: they are written at once, and
+        // wait the same settle delay (drawn once per push, so that pushers
+        // still settle apart), so a push waits for one delay, not one per
+        // subject nor the longest of several.
+        let settle = SETTLE + jitter(SETTLE);
+        futures_util::future::try_join_all(by_subject.iter().map(|(subject, descs)| {
+            self.add_fallback_referrers_settling(repo, subject, descs, settle)
+        }))
+        .await?;
+        tags.extend(by_subject.keys().map(|s| fallback_tag(s)));
         Ok(tags)
     }
 
@@ -243,6 +249,20 @@ impl RegistryClient {
         repo: &str,
         subject: &str,
         add: &[Descriptor],
+    ) -> Result<()> {
+        let settle = SETTLE + jitter(SETTLE);
+        self.add_fallback_referrers_settling(repo, subject, add, settle)
+            .await
+    }
+
+    /// [`Self::add_fallback_referrers`] with the settle delay of the first
+    /// round given; later rounds draw their own.
+    async fn add_fallback_referrers_settling(
+        &self,
+        repo: &str,
+        subject: &str,
+        add: &[Descriptor],
+        first_settle: std::time::Duration,
     ) -> Result<()> {
         let tag = fallback_tag(subject);
         let scope = push_scope(repo, None);
@@ -266,7 +286,12 @@ impl RegistryClient {
                 }
                 Err(e) => return Err(e),
             }
-            tokio::time::sleep(SETTLE + jitter(SETTLE)).await;
+            let settle = if round == 0 {
+                first_settle
+            } else {
+                SETTLE + jitter(SETTLE)
+            };
+            tokio::time::sleep(settle).await;
             let after = self.get_manifest_scoped(repo, &tag, &scope).await?;
             let listed = match &after {
                 Some(m) => listed_digests(&m.bytes)?,

@@ -141,6 +141,10 @@ pub struct RepoReport {
     pub fallback_tags: Vec<String>,
 }
 
+/// Blobs up to this size count as small (see [`push_repo`]).
+const SMALL_BLOB: u64 = 1 << 20;
+const SMALL_BLOB_CONCURRENCY: usize = 16;
+
 /// Pushes one blob of the plan, reporting progress.
 async fn push_blob(
     client: &RegistryClient,
@@ -184,27 +188,50 @@ pub async fn push_repo(
     // hashes and stores one while the next one is on the wire.
     // Collected first: a lazy `map` in the stream trips the `Send` check of
     // a spawned push task.
-    let pushes: Vec<_> = plan
-        .blobs
-        .iter()
+    // Small blobs (configs, statements, signatures) cost a few round trips
+    // each and no bandwidth: they go SMALL_BLOB_CONCURRENCY at a time, next
+    // to the large ones, which keep the configured concurrency.
+    let (small, large): (Vec<_>, Vec<_>) =
+        plan.blobs.iter().partition(|(d, _)| d.size <= SMALL_BLOB);
+    let large: Vec<_> = large
+        .into_iter()
         .map(|b| push_blob(client, repo, b, how.mount_from, on))
         .collect();
-    futures_util::stream::iter(pushes)
-        .buffer_unordered(how.concurrency)
-        .try_collect::<()>()
-        .await?;
+    let small: Vec<_> = small
+        .into_iter()
+        .map(|b| push_blob(client, repo, b, how.mount_from, on))
+        .collect();
+    futures_util::future::try_join(
+        futures_util::stream::iter(large)
+            .buffer_unordered(how.concurrency)
+            .try_collect::<()>(),
+        futures_util::stream::iter(small)
+            .buffer_unordered(SMALL_BLOB_CONCURRENCY)
+            .try_collect::<()>(),
+    )
+    .await?;
     let mut report = RepoReport::default();
     // Subjects indexed by the registry itself (OCI-Subject on the PUT).
     let mut indexed = false;
-    for m in &plan.manifests {
-        if how.skip_existing && client.resolve(repo, &m.desc.digest).await?.is_some() {
-            report.manifests_existing += 1;
-            continue;
+    for wave in waves(&plan.manifests) {
+        // Collected first, as the blobs above.
+        let puts: Vec<_> = wave
+            .into_iter()
+            .map(|m| put_new(client, repo, m, plan, how.skip_existing))
+            .collect();
+        let done: Vec<Option<bool>> = futures_util::stream::iter(puts)
+            .buffered(how.concurrency)
+            .try_collect()
+            .await?;
+        for d in done {
+            match d {
+                None => report.manifests_existing += 1,
+                Some(i) => {
+                    report.manifests_written += 1;
+                    indexed |= i;
+                }
+            }
         }
-        let put = put(client, repo, &m.desc.digest, m, plan).await?;
-        indexed |= m.subject.is_some() && put.oci_subject.is_some();
-        report.manifests_written += 1;
-        debug!(digest = %m.desc.digest, media_type = %m.desc.media_type, "manifest");
     }
     // The subjects as the image's model has them, never parsed back.
     let referrers: Vec<Referrer<'_>> = plan
@@ -225,6 +252,45 @@ pub async fn push_repo(
         info!(repo, %tag, "referrers fallback tag");
     }
     Ok(report)
+}
+
+/// The manifests in waves that may be put at once, keeping the push order
+/// between waves: a manifest waits for the wave holding its subject, and an
+/// index for everything before it (the manifests it lists come earlier).
+fn waves(manifests: &[Item]) -> Vec<Vec<&Item>> {
+    let mut waves: Vec<Vec<&Item>> = Vec::new();
+    for m in manifests {
+        let index = crate::image::is_index(&m.desc.media_type);
+        let joins = waves.last().is_some_and(|w| {
+            !index
+                && !w.iter().any(|o| crate::image::is_index(&o.desc.media_type))
+                && !w
+                    .iter()
+                    .any(|o| m.subject.as_deref() == Some(o.desc.digest.as_str()))
+        });
+        match waves.last_mut() {
+            Some(w) if joins => w.push(m),
+            _ => waves.push(vec![m]),
+        }
+    }
+    waves
+}
+
+/// Puts `m` by digest unless `skip_existing` finds it there: None when it
+/// was there, else whether the registry indexed its subject.
+async fn put_new(
+    client: &RegistryClient,
+    repo: &str,
+    m: &Item,
+    plan: &Plan,
+    skip_existing: bool,
+) -> Result<Option<bool>, RegistryError> {
+    if skip_existing && client.resolve(repo, &m.desc.digest).await?.is_some() {
+        return Ok(None);
+    }
+    let put = put(client, repo, &m.desc.digest, m, plan).await?;
+    debug!(digest = %m.desc.digest, media_type = %m.desc.media_type, "manifest");
+    Ok(Some(m.subject.is_some() && put.oci_subject.is_some()))
 }
 
 /// Puts `m` under `reference` (its digest, or a tag).
