@@ -102,26 +102,30 @@ pub(super) fn location(client: &RegistryClient, resp: &http::Response<Incoming>)
 impl RegistryClient {
     /// True when `repo` has the blob.
     pub async fn blob_exists(&self, repo: &str, digest: &str) -> Result<bool> {
-        check_digest(self.host(), digest)?;
-        let scope = pull_scope(repo);
-        let resp = self
-            .request(Call {
-                method: Method::HEAD,
-                url: self.url(&format!("/v2/{repo}/blobs/{digest}")),
-                scope: &scope,
-                headers: Vec::new(),
-                body: Bytes::new(),
-            })
-            .await?;
-        match resp.status() {
-            s if s.is_success() => Ok(true),
-            StatusCode::NOT_FOUND => Ok(false),
-            _ => Err(Self::unexpected(format!("HEAD blob {digest} in {repo}"), resp).await),
-        }
+        Ok(self.head_blob(repo, digest).await?.is_some())
     }
 
     /// The size of a blob in `repo` (from a HEAD), or None when it is absent.
     pub async fn blob_size(&self, repo: &str, digest: &str) -> Result<Option<u64>> {
+        let Some(resp) = self.head_blob(repo, digest).await? else {
+            return Ok(None);
+        };
+        resp.headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .map(Some)
+            .ok_or_else(|| {
+                RegistryError::Invalid(format!("HEAD blob {digest} in {repo}: no Content-Length"))
+            })
+    }
+
+    /// The answer to a HEAD of the blob, or None when `repo` lacks it.
+    async fn head_blob(
+        &self,
+        repo: &str,
+        digest: &str,
+    ) -> Result<Option<http::Response<hyper::body::Incoming>>> {
         check_digest(self.host(), digest)?;
         let scope = pull_scope(repo);
         let resp = self
@@ -134,17 +138,7 @@ impl RegistryClient {
             })
             .await?;
         match resp.status() {
-            s if s.is_success() => resp
-                .headers()
-                .get(CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())
-                .map(Some)
-                .ok_or_else(|| {
-                    RegistryError::Invalid(format!(
-                        "HEAD blob {digest} in {repo}: no Content-Length"
-                    ))
-                }),
+            s if s.is_success() => Ok(Some(resp)),
             StatusCode::NOT_FOUND => Ok(None),
             _ => Err(Self::unexpected(format!("HEAD blob {digest} in {repo}"), resp).await),
         }

@@ -141,10 +141,6 @@ pub struct RepoReport {
     pub fallback_tags: Vec<String>,
 }
 
-/// Blobs up to this size count as small (see [`push_repo`]).
-const SMALL_BLOB: u64 = 1 << 20;
-const SMALL_BLOB_CONCURRENCY: usize = 16;
-
 /// Pushes one blob of the plan, reporting progress.
 async fn push_blob(
     client: &RegistryClient,
@@ -188,28 +184,15 @@ pub async fn push_repo(
     // hashes and stores one while the next one is on the wire.
     // Collected first: a lazy `map` in the stream trips the `Send` check of
     // a spawned push task.
-    // Small blobs (configs, statements, signatures) cost a few round trips
-    // each and no bandwidth: they go SMALL_BLOB_CONCURRENCY at a time, next
-    // to the large ones, which keep the configured concurrency.
-    let (small, large): (Vec<_>, Vec<_>) =
-        plan.blobs.iter().partition(|(d, _)| d.size <= SMALL_BLOB);
-    let large: Vec<_> = large
-        .into_iter()
+    let pushes: Vec<_> = plan
+        .blobs
+        .iter()
         .map(|b| push_blob(client, repo, b, how.mount_from, on))
         .collect();
-    let small: Vec<_> = small
-        .into_iter()
-        .map(|b| push_blob(client, repo, b, how.mount_from, on))
-        .collect();
-    futures_util::future::try_join(
-        futures_util::stream::iter(large)
-            .buffer_unordered(how.concurrency)
-            .try_collect::<()>(),
-        futures_util::stream::iter(small)
-            .buffer_unordered(SMALL_BLOB_CONCURRENCY)
-            .try_collect::<()>(),
-    )
-    .await?;
+    futures_util::stream::iter(pushes)
+        .buffer_unordered(how.concurrency)
+        .try_collect::<()>()
+        .await?;
     let mut report = RepoReport::default();
     // Subjects indexed by the registry itself (OCI-Subject on the PUT).
     let mut indexed = false;
