@@ -214,15 +214,17 @@ fn check_signed(bin: &Path, port: u16, repo: &str, kind: &str) {
     );
 }
 
+/// cosign, a docker-registry (no referrers API) and a registry with it;
+/// None (a recorded skip) when one is missing outside CI.
+fn cosign_and_registries() -> Option<(PathBuf, Registry, ReferrersRegistry)> {
+    let bin = support::require_pinned_tool("cosign", PURPOSE)?;
+    let plain = Registry::start(false)?;
+    Some((bin, plain, ReferrersRegistry::start()?))
+}
+
 #[test]
 fn cosign_verifies_signed_pushes_on_both_registries_with_both_key_forms() {
-    let Some(bin) = support::require_pinned_tool("cosign", PURPOSE) else {
-        return;
-    };
-    let Some(plain) = Registry::start(false) else {
-        return;
-    };
-    let Some(referrers) = ReferrersRegistry::start() else {
+    let Some((bin, plain, referrers)) = cosign_and_registries() else {
         return;
     };
     for kind in ["cosign", "plain"] {
@@ -265,7 +267,7 @@ fn a_missing_or_tampered_signature_fails_verification() {
     tamper_sbom_signature(reg.port, "tampered", &platform);
     let o = verify(&bin, &public, "spdxjson", &image);
     // cosign drops the bundle whose signature fails, so no SPDX
-    // attestation is left (the tampered one is listed: see the helper).
+    // attestation is left (the tampered one is listed: see tamper_sbom_signature).
     assert_refused(
         &o,
         "verify-attestation of a tampered SBOM",
@@ -447,13 +449,7 @@ fn a_signed_layout_lists_its_signatures_and_an_unsigned_one_is_unchanged() {
 
 #[test]
 fn oxport_sign_signs_existing_images_in_registries_and_layouts() {
-    let Some(bin) = support::require_pinned_tool("cosign", PURPOSE) else {
-        return;
-    };
-    let Some(plain) = Registry::start(false) else {
-        return;
-    };
-    let Some(referrers) = ReferrersRegistry::start() else {
+    let Some((bin, plain, referrers)) = cosign_and_registries() else {
         return;
     };
     let k = keys();

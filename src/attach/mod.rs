@@ -69,26 +69,13 @@ fn summary(made: &[Attachment]) -> Attached {
             .map(|a| {
                 (
                     a.subject.clone(),
-                    predicate_of(a),
+                    a.predicate_type.clone(),
                     a.descriptor.digest.clone(),
                 )
             })
             .collect(),
         fallback_tags: Vec::new(),
     }
-}
-
-fn predicate_of(a: &Attachment) -> String {
-    serde_json::from_slice::<serde_json::Value>(&a.manifest)
-        .ok()
-        .and_then(|v| {
-            v.pointer(&format!(
-                "/annotations/{}",
-                artifacts::ANN_PREDICATE_TYPE.replace('/', "~1")
-            ))
-            .and_then(|p| p.as_str().map(String::from))
-        })
-        .unwrap_or_default()
 }
 
 fn new_referrer(a: Attachment) -> NewReferrer {

@@ -68,18 +68,9 @@ pub fn sign(
     password_file: Option<&std::path::Path>,
     opts: &RemoteOptions,
 ) -> Result<(), String> {
-    let name = "key".to_string();
-    let specs = crate::sign::keyring::KeySpecs {
-        keys: vec![(name.clone(), key.to_path_buf())],
-        password_files: password_file
-            .map(|p| vec![(name.clone(), p.to_path_buf())])
-            .unwrap_or_default(),
-    };
-    let keyring =
-        crate::sign::Keyring::load(&specs).map_err(|e| e.replace("signing key key ", "--key "))?;
-    let signer = keyring.get(&name).expect("loaded");
-    let attached =
-        crate::attach::run(&src.parse()?, signer.as_ref(), opts).map_err(|e| e.message)?;
+    let signer = crate::sign::keyring::load_key(key, password_file, "--key-password-file FILE")
+        .map_err(|e| format!("--key {}: {e}", key.display()))?;
+    let attached = crate::attach::run(&src.parse()?, &signer, opts).map_err(|e| e.message)?;
     for (subject, predicate_type, digest) in &attached.signatures {
         println!("{subject} {predicate_type} {digest}");
     }

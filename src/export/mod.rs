@@ -53,13 +53,14 @@ pub struct ExportEnv<'a> {
     pub keyring: &'a Keyring,
 }
 
-/// The signer a request names with `oxport.sign`, out of `keyring`; an
-/// unknown name is refused (naming the keys there are, never their files).
+/// The signer named by `oxport.sign` (as the options parser read it), out
+/// of `keyring`; an unknown name is refused (naming the keys there are,
+/// never their files).
 pub fn signer_for<'k>(
-    attrs: &std::collections::BTreeMap<String, String>,
+    name: Option<&str>,
     keyring: &'k Keyring,
 ) -> Result<Option<&'k Arc<dyn Signer>>> {
-    let Some(name) = attrs.get(crate::options::keys::SIGN) else {
+    let Some(name) = name else {
         return Ok(None);
     };
     match keyring.get(name) {
@@ -89,7 +90,7 @@ pub fn export(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ExportResponse> {
     let opts = resolve::resolve(req, &env.limits)?;
-    let signer = signer_for(&req.attrs, env.keyring)?;
+    let signer = signer_for(opts.sign.as_deref(), env.keyring)?;
     let plan = plan::plan(req, opts)?;
     let inputs = layers::export_layers(req, &plan, env)?;
     let mut graph = assemble_graph(&plan, &inputs, req, &env.limits)?;

@@ -141,7 +141,10 @@ impl Exporter for ExporterService {
         let effective = export::resolve_options(&r.exporter, &attrs, r.compatibility_version)
             .map_err(|e| to_status(&e))?;
         // A key this server lacks fails at resolve time, before any build.
-        export::signer_for(&attrs, &self.keyring).map_err(|e| to_status(&e))?;
+        let sign = effective
+            .get(crate::options::keys::SIGN)
+            .map(String::as_str);
+        export::signer_for(sign, &self.keyring).map_err(|e| to_status(&e))?;
         Ok(Response::new(proto::ResolveOptionsResponse {
             request_id,
             effective: effective.into_iter().collect(),
@@ -363,9 +366,13 @@ impl Exporter for ExporterService {
         let req = wire::request_from_proto(proto_req).map_err(|e| to_status(&e))?;
         // Attributes are checked before any input, as BuildKit resolves its
         // exporter before the build.
-        export::resolve_options(&req.exporter, &req.attrs, req.compatibility_version)
-            .map_err(|e| to_status(&e))?;
-        export::signer_for(&req.attrs, &self.keyring).map_err(|e| to_status(&e))?;
+        let effective =
+            export::resolve_options(&req.exporter, &req.attrs, req.compatibility_version)
+                .map_err(|e| to_status(&e))?;
+        let sign = effective
+            .get(crate::options::keys::SIGN)
+            .map(String::as_str);
+        export::signer_for(sign, &self.keyring).map_err(|e| to_status(&e))?;
         self.check_blobs(&req.result)?;
 
         let deadline = self.deadline();

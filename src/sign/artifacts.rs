@@ -32,6 +32,8 @@ pub struct Attachment {
     pub blobs: Vec<(Descriptor, Vec<u8>)>,
     /// The digest of the manifest it signs.
     pub subject: String,
+    /// What the signed statement is (its predicate type).
+    pub predicate_type: String,
 }
 
 /// The in-toto statement (v1) by which cosign signs the manifest `digest`.
@@ -86,6 +88,7 @@ pub fn bundle_referrer(
         manifest,
         blobs: vec![(config, EMPTY_CONFIG.to_vec()), (layer, bundle)],
         subject: subject.digest.clone(),
+        predicate_type: predicate_type.to_string(),
     })
 }
 

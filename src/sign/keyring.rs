@@ -65,25 +65,17 @@ impl Keyring {
             if keys.contains_key(name) {
                 return Err(format!("--signing-key {name}: the name is given twice"));
             }
-            let pem = std::fs::read_to_string(path)
-                .map_err(|e| format!("signing key {name}: cannot read {}: {e}", path.display()))?;
             let pw_file = specs
                 .password_files
                 .iter()
                 .find(|(n, _)| n == name)
                 .map(|(_, p)| p.as_path());
-            let key = PrivateKey::from_pem(&pem, &mut || password(name, pw_file))
+            let flag = format!("--signing-key-password-file {name}=FILE");
+            let key = load_key(path, pw_file, &flag)
                 .map_err(|e| format!("signing key {name} ({}): {e}", path.display()))?;
             keys.insert(name.clone(), Arc::new(key));
         }
         Ok(Keyring { keys })
-    }
-
-    /// A keyring of these signers (tests, other signer kinds).
-    pub fn from_signers(keys: impl IntoIterator<Item = (String, Arc<dyn Signer>)>) -> Keyring {
-        Keyring {
-            keys: keys.into_iter().collect(),
-        }
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Signer>> {
@@ -93,15 +85,23 @@ impl Keyring {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.keys.keys().map(String::as_str)
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
 }
 
-/// The password of key `name`: its file (one trailing newline dropped),
-/// else `COSIGN_PASSWORD`.
-fn password(name: &str, file: Option<&Path>) -> Result<Vec<u8>, String> {
+/// The private key in the PEM file `path`; an encrypted one opens with the
+/// password in `password_file`, else in `COSIGN_PASSWORD` (`flag` says how
+/// to give one when neither is there). Errors do not repeat the path.
+pub fn load_key(
+    path: &Path,
+    password_file: Option<&Path>,
+    flag: &str,
+) -> Result<PrivateKey, String> {
+    let pem = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
+    PrivateKey::from_pem(&pem, &mut || password(flag, password_file))
+}
+
+/// A key's password: its file (one trailing newline dropped), else
+/// `COSIGN_PASSWORD`.
+fn password(flag: &str, file: Option<&Path>) -> Result<Vec<u8>, String> {
     if let Some(f) = file {
         let mut pw = std::fs::read(f)
             .map_err(|e| format!("cannot read the password file {}: {e}", f.display()))?;
@@ -116,7 +116,7 @@ fn password(name: &str, file: Option<&Path>) -> Result<Vec<u8>, String> {
     match std::env::var_os("COSIGN_PASSWORD") {
         Some(v) => Ok(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec()),
         None => Err(format!(
-            "the key is encrypted: give its password with --signing-key-password-file {name}=FILE or in COSIGN_PASSWORD"
+            "the key is encrypted: give its password with {flag} or in COSIGN_PASSWORD"
         )),
     }
 }
