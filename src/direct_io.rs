@@ -1,7 +1,9 @@
-//! Files written once and read back once (upload data, committed blobs,
-//! re-compressed layers in scratch space), written around the page cache
-//! (`O_DIRECT`) where the file system allows it, and read through it with
-//! each batch dropped again right after it is read.
+//! Files written around the page cache (`O_DIRECT`) where the file system
+//! allows it: upload data that becomes committed blobs, and re-compressed
+//! layers in scratch space. The scratch layers are read back once, through
+//! the page cache with each batch dropped again right after it is read
+//! ([`BlobReader`]). Committed blobs are read by the store, which leaves
+//! their pages cached because they are read again (`store::open_sequential`).
 //!
 //! Reads are not direct: a direct read waits for the disk one batch at a
 //! time, while a buffered read gets the kernel's read-ahead, and a push of

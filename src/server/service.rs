@@ -23,6 +23,7 @@ use crate::export::{self, ExportEnv};
 use crate::limits::{self, Limits};
 use crate::metrics::{self, Outcome};
 use crate::model;
+use crate::progress::{Progress, Throttle};
 use crate::proto::{self, export_event::Event, exporter_server::Exporter};
 use crate::store::{Ingest, RefLock, Store};
 use crate::wire;
@@ -561,7 +562,12 @@ fn run_export_inner(
     };
     let mut out = ChunkWriter::new(events.clone());
     let progress_events = events.clone();
-    let mut progress = |p: crate::progress::Progress| progress_events.progress(&p);
+    let mut throttle = Throttle::new(Throttle::INTERVAL);
+    let mut progress = |p: Progress| {
+        if throttle.admit(&p, std::time::Instant::now()) {
+            progress_events.progress(&p)
+        }
+    };
     let result = export::export(req, &env, &mut out, &mut progress).and_then(|resp| {
         std::io::Write::flush(&mut out)?;
         Ok(resp)
