@@ -11,7 +11,7 @@ use crate::procs::{timed, Registry, OXPORT};
 use crate::rows::Bench;
 use crate::Row;
 
-const RUNS: usize = 21;
+const RUNS: usize = 61;
 
 impl Bench {
     pub fn signing(&self) -> Row {

@@ -158,6 +158,22 @@ impl RegistryClient {
         if self.blob_exists(repo, &desc.digest).await? {
             return Ok(BlobPush::Existed);
         }
+        self.upload_blob(repo, desc, src, mount_from, on_bytes)
+            .await
+    }
+
+    /// Pushes one blob without asking first whether `repo` has it: for a
+    /// blob just made (a signature) the lookup would only cost a round trip.
+    /// One the registry has anyway is sent again, which it accepts.
+    pub async fn upload_blob(
+        &self,
+        repo: &str,
+        desc: &Descriptor,
+        src: Arc<dyn BlobOpen>,
+        mount_from: Option<&str>,
+        on_bytes: OnBytes,
+    ) -> Result<BlobPush> {
+        check_digest(self.host(), &desc.digest)?;
         let mount_from = mount_from.filter(|m| *m != repo);
         let scope = push_scope(repo, mount_from);
         let mut attempt = 0;

@@ -26,7 +26,7 @@ pub trait PushContent: Sync {
 }
 
 /// The blobs (config, layers) and child manifests a manifest or index names.
-fn referenced(manifest: &[u8]) -> (Vec<String>, Vec<String>) {
+pub(crate) fn referenced(manifest: &[u8]) -> (Vec<String>, Vec<String>) {
     let Ok(v) = serde_json::from_slice::<Value>(manifest) else {
         return (Vec::new(), Vec::new());
     };

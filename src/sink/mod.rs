@@ -17,12 +17,14 @@
 //! - [`push`]: the one push planner: an image's blobs and manifests in push
 //!   order, put into one repository.
 //! - [`registry`]: an export pushed to the repositories its names point at.
+//! - [`schedule`]: which blob or manifest of a push may go next.
 //! - [`tar`]: Go's tar bytes.
 
 pub mod archive;
 pub mod exported;
 pub mod push;
 pub mod registry;
+pub mod schedule;
 pub mod tar;
 
 use crate::error::Result;

@@ -3,12 +3,11 @@
 //! manifests in push order ([`Plan`]), put into one repository at a time
 //! ([`push_repo`]), tags last ([`tag`]).
 //!
-//! Order within a repository: blobs (a few at a time), then the manifests
-//! in the image's order (a subject before the manifests naming it, an
-//! index after what it lists, so registries that check subjects accept
-//! them), then the referrers fallback tags the policy asks for. Tags move
-//! only after every repository has its content, so a failure leaves no tag
-//! moved.
+//! Order within a repository: blobs and manifests a few at a time, each
+//! manifest once what it names is there (its config and layers, an index's
+//! manifests, its subject; [`super::schedule`]), then the referrers
+//! fallback tags the policy asks for. Tags move only after every repository
+//! has its content, so a failure leaves no tag moved.
 //!
 //! Why apart from the destinations: where blobs are read, how a client is
 //! made and which tags move differ between an export and a conversion; what
@@ -18,8 +17,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::{StreamExt as _, TryStreamExt as _};
 use tracing::{debug, info};
+
+use super::schedule;
 
 use crate::error::{ExportError, Result};
 use crate::image::Image;
@@ -30,6 +30,7 @@ use crate::registry::referrers::Referrer;
 use crate::registry::{
     BlobOpen, BlobPush, BytesBlob, PushContent, PushedManifest, RegistryClient, RegistryError,
 };
+use crate::sign::bundle::BUNDLE_MEDIA_TYPE;
 
 /// A manifest to put: its descriptor, bytes, and subject digest if any.
 pub struct Item {
@@ -158,9 +159,18 @@ async fn push_blob(
             total,
         })
     });
-    let how = client
-        .push_blob(repo, desc, Arc::clone(src), mount_from, on_bytes)
-        .await?;
+    // A signature bundle is made anew by each signing (ECDSA signatures are
+    // randomized), so asking whether the repository has it would cost a
+    // round trip per signature for nothing.
+    let how = if desc.media_type == BUNDLE_MEDIA_TYPE {
+        client
+            .upload_blob(repo, desc, Arc::clone(src), mount_from, on_bytes)
+            .await?
+    } else {
+        client
+            .push_blob(repo, desc, Arc::clone(src), mount_from, on_bytes)
+            .await?
+    };
     let digest = desc.digest.clone();
     let event = match how {
         BlobPush::Existed => Progress::Skipped { digest, total },
@@ -180,39 +190,41 @@ pub async fn push_repo(
     how: &RepoPush<'_>,
     on: &OnProgress,
 ) -> Result<RepoReport, RegistryError> {
-    // Several blobs at once, as BuildKit and skopeo push: the registry
-    // hashes and stores one while the next one is on the wire.
-    // Collected first: a lazy `map` in the stream trips the `Send` check of
-    // a spawned push task.
-    let pushes: Vec<_> = plan
-        .blobs
+    // Several at once, as BuildKit and skopeo push: the registry hashes and
+    // stores one blob while the next one is on the wire.
+    let blobs: Vec<&str> = plan.blobs.iter().map(|(d, _)| d.digest.as_str()).collect();
+    let manifests: Vec<schedule::Manifest<'_>> = plan
+        .manifests
         .iter()
-        .map(|b| push_blob(client, repo, b, how.mount_from, on))
+        .map(|m| schedule::Manifest {
+            digest: &m.desc.digest,
+            bytes: &m.bytes,
+            subject: m.subject.as_deref(),
+        })
         .collect();
-    futures_util::stream::iter(pushes)
-        .buffer_unordered(how.concurrency)
-        .try_collect::<()>()
-        .await?;
+    let deps = schedule::dependencies(&blobs, &manifests);
+    let nb = plan.blobs.len();
+    let put = |i: usize| async move {
+        if i < nb {
+            push_blob(client, repo, &plan.blobs[i], how.mount_from, on).await?;
+            Ok(None)
+        } else {
+            let m = &plan.manifests[i - nb];
+            put_new(client, repo, m, plan, how.skip_existing)
+                .await
+                .map(Some)
+        }
+    };
+    let done = schedule::run(&deps, how.concurrency, put).await?;
     let mut report = RepoReport::default();
     // Subjects indexed by the registry itself (OCI-Subject on the PUT).
     let mut indexed = false;
-    for wave in waves(&plan.manifests) {
-        // Collected first, as the blobs above.
-        let puts: Vec<_> = wave
-            .into_iter()
-            .map(|m| put_new(client, repo, m, plan, how.skip_existing))
-            .collect();
-        let done: Vec<Option<bool>> = futures_util::stream::iter(puts)
-            .buffered(how.concurrency)
-            .try_collect()
-            .await?;
-        for d in done {
-            match d {
-                None => report.manifests_existing += 1,
-                Some(i) => {
-                    report.manifests_written += 1;
-                    indexed |= i;
-                }
+    for d in done.into_iter().flatten() {
+        match d {
+            None => report.manifests_existing += 1,
+            Some(i) => {
+                report.manifests_written += 1;
+                indexed |= i;
             }
         }
     }
@@ -235,28 +247,6 @@ pub async fn push_repo(
         info!(repo, %tag, "referrers fallback tag");
     }
     Ok(report)
-}
-
-/// The manifests in waves that may be put at once, keeping the push order
-/// between waves: a manifest waits for the wave holding its subject, and an
-/// index for everything before it (the manifests it lists come earlier).
-fn waves(manifests: &[Item]) -> Vec<Vec<&Item>> {
-    let mut waves: Vec<Vec<&Item>> = Vec::new();
-    for m in manifests {
-        let index = crate::image::is_index(&m.desc.media_type);
-        let joins = waves.last().is_some_and(|w| {
-            !index
-                && !w.iter().any(|o| crate::image::is_index(&o.desc.media_type))
-                && !w
-                    .iter()
-                    .any(|o| m.subject.as_deref() == Some(o.desc.digest.as_str()))
-        });
-        match waves.last_mut() {
-            Some(w) if joins => w.push(m),
-            _ => waves.push(vec![m]),
-        }
-    }
-    waves
 }
 
 /// Puts `m` by digest unless `skip_existing` finds it there: None when it
