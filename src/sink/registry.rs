@@ -1,12 +1,12 @@
 //! The registry sink: pushes an assembled graph to every repository its
 //! names point at.
 //!
-//! Order: blobs first (layers, configs, statements), then image manifests,
-//! then the attestation manifests that name them as subject (registries that
-//! check subjects accept them then), then the index, then the referrers
-//! fallback tags where needed, and the user's tags last, so a failure leaves
-//! no tag moved. Within one registry, a blob pushed to one repository is
-//! mounted into the next.
+//! Order: each manifest once what it names is in the repository (its
+//! config and layers, an index's manifests, its subject, so registries that
+//! check them accept it; `sink::schedule`), then the referrers fallback tags
+//! where needed, and the user's tags last, so a failure leaves no tag moved.
+//! Within one registry, a blob pushed to one repository is mounted into the
+//! next.
 //!
 //! The export core is blocking and its blob source is borrowed, while the
 //! registry client is async. So the push runs as a task on the runtime, and
