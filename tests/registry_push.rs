@@ -301,8 +301,16 @@ fn a_registry_killed_midway_gives_unavailable_and_a_rerun_completes() {
     let Some(reg) = Registry::start(false) else {
         return;
     };
-    // The registry dies when the first manifest arrives, after the blobs.
-    let proxy = KillProxy::start(reg.port, "PUT /v2/demo/manifests/", reg.killer());
+    // The registry dies when the image index arrives, after every blob and
+    // manifest it names. Not at the first manifest: a push puts manifests
+    // next to uploads still running, and a docker-registry killed inside an
+    // upload once answered the rerun's manifest PUT with 500 three times
+    // (its own storage, which the rerun cannot see into).
+    let proxy = KillProxy::start(
+        reg.port,
+        "content-type: application/vnd.oci.image.index.v1+json",
+        reg.killer(),
+    );
     let budget = [
         ("OXPORT_REGISTRY_ATTEMPTS", "3"),
         ("OXPORT_REGISTRY_RETRY_DELAY_MS", "50"),
