@@ -204,6 +204,7 @@ pub async fn push_repo(
         .collect();
     let deps = schedule::dependencies(&blobs, &manifests);
     let nb = plan.blobs.len();
+    // A blob's task gives None; a manifest's gives Some(what `put_new` said).
     let put = |i: usize| async move {
         if i < nb {
             push_blob(client, repo, &plan.blobs[i], how.mount_from, on).await?;
@@ -220,6 +221,7 @@ pub async fn push_repo(
     // Subjects indexed by the registry itself (OCI-Subject on the PUT).
     let mut indexed = false;
     for d in done.into_iter().flatten() {
+        // Only manifests here: None was there already, Some(indexed) was put.
         match d {
             None => report.manifests_existing += 1,
             Some(i) => {
