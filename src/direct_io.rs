@@ -2,8 +2,8 @@
 //! allows it: upload data that becomes committed blobs, and re-compressed
 //! layers in scratch space. The scratch layers are read back once, through
 //! the page cache with each batch dropped again right after it is read
-//! ([`BlobReader`]). Committed blobs are read by the store, which leaves
-//! their pages cached because they are read again (`store::open_sequential`).
+//! ([`BlobReader`]). Committed blobs are read through the page cache and
+//! left there, because they are read again ([`open_sequential`]).
 //!
 //! Reads are not direct: a direct read waits for the disk one batch at a
 //! time, while a buffered read gets the kernel's read-ahead, and a push of
@@ -289,6 +289,39 @@ impl BlobReader {
     }
 }
 
+/// Opens a committed blob for one sequential read, through the page cache.
+///
+/// Why the pages stay: a blob is read again and again (every push and export
+/// of an image that holds it), as a daemon's content store is; the pages a
+/// read leaves are clean, so the kernel reclaims them without I/O when
+/// memory is short, and they count towards no process's resident memory.
+/// Dropping them after each read made every push of a 1 GiB image read it
+/// from disk again (`benches/RESULTS.md`, row 8). The sequential advice
+/// doubles the kernel's read-ahead for the file.
+pub fn open_sequential(path: &Path) -> io::Result<File> {
+    let file = File::open(path)?;
+    advise(&file, 0, 0, libc::POSIX_FADV_SEQUENTIAL);
+    Ok(file)
+}
+
+/// `posix_fadvise` on `len` bytes of `file` from `offset` (0: to the end).
+/// Advice only: a file system that refuses it reads the same bytes.
+fn advise(file: &File, offset: u64, len: u64, advice: libc::c_int) {
+    // SAFETY: posix_fadvise only advises the kernel about pages of this open
+    // descriptor; it touches no memory of ours.
+    let rc = unsafe {
+        libc::posix_fadvise(
+            std::os::fd::AsRawFd::as_raw_fd(file),
+            offset as libc::off_t,
+            len as libc::off_t,
+            advice,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!(errno = rc, advice, "posix_fadvise refused");
+    }
+}
+
 /// The read-ahead thread: sends full batches in order, then `None` at the
 /// end of the file. It stops when the reader goes away.
 fn read_ahead(
@@ -323,16 +356,7 @@ fn read_ahead(
         batch.len = n;
         // The bytes are in the batch now: their pages may go, so a large
         // blob does not fill the page cache charged to the server.
-        // SAFETY: posix_fadvise only advises the kernel about pages of this
-        // open descriptor; it touches no memory of ours.
-        unsafe {
-            libc::posix_fadvise(
-                std::os::fd::AsRawFd::as_raw_fd(file),
-                next as libc::off_t,
-                n as libc::off_t,
-                libc::POSIX_FADV_DONTNEED,
-            );
-        }
+        advise(file, next, n as u64, libc::POSIX_FADV_DONTNEED);
         next += n as u64;
         if full.send(Ok(Some(batch))).is_err() {
             return;

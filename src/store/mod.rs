@@ -28,7 +28,8 @@
 //! - Blob data is written around the page cache where the file system
 //!   allows it ([`crate::direct_io`]); uploads hash on a thread of their own
 //!   while their bytes are written (`ingest`). Committed blobs are read
-//!   through the page cache and left there (see [`open_sequential`]).
+//!   through the page cache and left there
+//!   ([`crate::direct_io::open_sequential`]).
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -358,7 +359,7 @@ impl BlobSource for Store {
         let path = self
             .blob_path(digest)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.message))?;
-        Ok(Box::new(open_sequential(&path)?))
+        Ok(Box::new(crate::direct_io::open_sequential(&path)?))
     }
 
     fn size(&self, digest: &str) -> io::Result<Option<u64>> {
@@ -407,34 +408,6 @@ fn write_whole(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 pub(crate) fn remove_quietly(path: &Path) {
     let _ = fs::remove_file(path);
-}
-
-/// Opens a committed blob for one sequential read, through the page cache.
-///
-/// Why the pages stay: a blob is read again and again (every push and export
-/// of an image that holds it), as a daemon's content store is; the pages a
-/// read leaves are clean, so the kernel reclaims them without I/O when
-/// memory is short, and they count towards no process's resident memory.
-/// Dropping them after each read made every push of a 1 GiB image read it
-/// from disk again (`benches/RESULTS.md`, row 8). The sequential advice
-/// doubles the kernel's read-ahead for the file.
-fn open_sequential(path: &Path) -> io::Result<File> {
-    let file = File::open(path)?;
-    // SAFETY: advice about the pages of a descriptor this function owns; it
-    // changes no memory of the process.
-    let rc = unsafe {
-        libc::posix_fadvise(
-            std::os::fd::AsRawFd::as_raw_fd(&file),
-            0,
-            0,
-            libc::POSIX_FADV_SEQUENTIAL,
-        )
-    };
-    if rc != 0 {
-        // Advice only: a file system without it reads the same bytes.
-        tracing::debug!(path = %path.display(), errno = rc, "posix_fadvise(SEQUENTIAL) refused");
-    }
-    Ok(file)
 }
 
 #[cfg(test)]
