@@ -80,6 +80,9 @@ pub struct Graph {
     /// Signature manifests (sigstore bundles as referrers), each with its
     /// subject in `subjects`; added after assembly by a signing step.
     pub signatures: Vec<Descriptor>,
+    /// cosign's older signature tags (`sha256-<hex>.sig`, `.att`) and the
+    /// manifest each holds; added by a signing step that asks for them.
+    pub signature_tags: Vec<(String, Descriptor)>,
 }
 
 impl Graph {
@@ -174,6 +177,7 @@ pub fn assemble(platforms: &[PlatformInput<'_>], opts: &AssembleOptions<'_>) -> 
         subjects: BTreeMap::new(),
         single: None,
         signatures: Vec::new(),
+        signature_tags: Vec::new(),
     };
     let mut images = Vec::with_capacity(platforms.len());
     for p in platforms {

@@ -96,7 +96,13 @@ pub fn export(
     let mut graph = assemble_graph(&plan, &inputs, req, &env.limits)?;
     if let Some(signer) = signer {
         let created = write::created(plan.global_epoch);
-        sign::sign_graph(&mut graph, signer.as_ref(), Some(&created))?;
+        let how = sign::Signing {
+            signer: signer.as_ref(),
+            created: Some(&created),
+            format: plan.opts.sign_format(),
+            repository: plan.names.first().map(|n| n.name()).unwrap_or_default(),
+        };
+        sign::sign_graph(&mut graph, &how)?;
     }
     let root = write::write_to_sink(req, &plan, &graph, env, out, progress)?;
     Ok(response::build_response(&plan, &graph, &root))

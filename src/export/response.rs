@@ -74,6 +74,7 @@ mod tests {
             subjects: BTreeMap::new(),
             single: None,
             signatures: Vec::new(),
+            signature_tags: Vec::new(),
         }
     }
 

@@ -11,6 +11,13 @@
 //!   attestation manifest is for, which is what the statement names as its
 //!   subject; `cosign verify-attestation --type ...` then finds it there.
 //!
+//! - With `oxport.sign-format=legacy` or `both`, the same signatures also
+//!   go into cosign's older tags: the simple-signing payload of each signed
+//!   manifest as a layer of its `.sig` tag, each signed statement's envelope
+//!   as a layer of the platform's `.att` tag. The payload names the first
+//!   of the image's names as the repository (cosign's verifier reads only
+//!   the digest in it).
+//!
 //! Pure apart from the signer: no I/O.
 
 use serde::Deserialize;
@@ -19,19 +26,31 @@ use crate::assemble::attest::{PREDICATE_TYPE_ANNOTATION, REFERENCE_DIGEST_ANNOTA
 use crate::assemble::{Blob, Graph};
 use crate::error::{ErrorKind, ExportError, Result};
 use crate::oci::Descriptor;
+use crate::options::SignFormat;
 use crate::sign::artifacts::{self, Attachment};
+use crate::sign::bundle::{Envelope, IN_TOTO_PAYLOAD_TYPE};
+use crate::sign::tags::{self, TagKind};
 use crate::sign::Signer;
 
 /// The in-toto statement media type of attestation layers.
 const MT_IN_TOTO: &str = "application/vnd.in-toto+json";
 
-/// Signs `graph` with `signer`; `created` (RFC 3339) dates the signatures.
-pub(super) fn sign_graph(
-    graph: &mut Graph,
-    signer: &dyn Signer,
-    created: Option<&str>,
-) -> Result<()> {
-    let mut attachments = Vec::new();
+/// A layer of a signature tag and its bytes.
+type TagLayer = (Descriptor, Vec<u8>);
+
+/// How an export signs: with which signer, dated when, in which forms, and
+/// the repository a `.sig` payload names.
+pub(super) struct Signing<'a> {
+    pub signer: &'a dyn Signer,
+    /// RFC 3339; dates the bundles.
+    pub created: Option<&'a str>,
+    pub format: SignFormat,
+    /// `registry/path` of the image's first name (empty without names).
+    pub repository: String,
+}
+
+/// Signs `graph` as `how` says.
+pub(super) fn sign_graph(graph: &mut Graph, how: &Signing<'_>) -> Result<()> {
     let root = graph.root.clone();
     let mut signed = vec![root.clone()];
     if !graph
@@ -41,28 +60,37 @@ pub(super) fn sign_graph(
     {
         signed.extend(graph.image_manifests.iter().cloned());
     }
+    let mut attachments = Vec::new();
+    let mut tagged: Vec<(String, Vec<TagLayer>)> = Vec::new();
     for d in &signed {
-        let statement = artifacts::image_statement(&d.digest);
-        attachments.push(attach(
-            signer,
-            &statement,
-            artifacts::SIGN_PREDICATE_TYPE,
-            d,
-            created,
-        )?);
+        if how.format.bundles() {
+            let statement = artifacts::image_statement(&d.digest);
+            attachments.push(attach(how, &statement, artifacts::SIGN_PREDICATE_TYPE, d)?);
+        }
+        if how.format.tags() {
+            let payload = tags::simple_signing_payload(&how.repository, &d.digest);
+            let layer = tags::signature_layer(how.signer, &payload)
+                .map_err(|e| signing_failed(&d.digest, e))?;
+            tagged.push((tags::tag_for(&d.digest, TagKind::Signatures), vec![layer]));
+        }
     }
     for att in &graph.attestation_manifests {
         let Some(image) = attested_image(graph, att) else {
             continue;
         };
+        let mut layers = Vec::new();
         for (predicate_type, statement) in statements(graph, att)? {
-            attachments.push(attach(
-                signer,
-                &statement,
-                &predicate_type,
-                &image,
-                created,
-            )?);
+            if how.format.bundles() {
+                attachments.push(attach(how, &statement, &predicate_type, &image)?);
+            }
+            if how.format.tags() {
+                let envelope = Envelope::sign(how.signer, IN_TOTO_PAYLOAD_TYPE, &statement)
+                    .map_err(|e| signing_failed(&image.digest, e))?;
+                layers.push(tags::attestation_layer(&envelope, &predicate_type));
+            }
+        }
+        if !layers.is_empty() {
+            tagged.push((tags::tag_for(&image.digest, TagKind::Attestations), layers));
         }
     }
     for a in attachments {
@@ -75,22 +103,37 @@ pub(super) fn sign_graph(
             .insert(a.descriptor.digest.clone(), a.subject);
         graph.signatures.push(a.descriptor);
     }
+    for (tag, layers) in tagged {
+        add_tag(graph, tag, layers);
+    }
     Ok(())
 }
 
+/// Adds a tag of cosign's scheme holding `layers` (and nothing else: a
+/// push adds them to what the registry's tag lists).
+fn add_tag(graph: &mut Graph, tag: String, layers: Vec<TagLayer>) {
+    let descriptors: Vec<Descriptor> = layers.iter().map(|(d, _)| d.clone()).collect();
+    let t = tags::tag_manifest(&descriptors);
+    for (d, bytes) in layers {
+        graph.add(&d, Blob::Bytes(bytes));
+    }
+    graph.add(&t.config.0, Blob::Bytes(t.config.1));
+    graph.add(&t.descriptor, Blob::Bytes(t.manifest));
+    graph.signature_tags.push((tag, t.descriptor));
+}
+
+fn signing_failed(digest: &str, e: String) -> ExportError {
+    ExportError::new(ErrorKind::Internal, format!("signing {digest}: {e}"))
+}
+
 fn attach(
-    signer: &dyn Signer,
+    how: &Signing<'_>,
     statement: &[u8],
     predicate_type: &str,
     subject: &Descriptor,
-    created: Option<&str>,
 ) -> Result<Attachment> {
-    artifacts::bundle_referrer(signer, statement, predicate_type, subject, created).map_err(|e| {
-        ExportError::new(
-            ErrorKind::Internal,
-            format!("signing {}: {e}", subject.digest),
-        )
-    })
+    artifacts::bundle_referrer(how.signer, statement, predicate_type, subject, how.created)
+        .map_err(|e| signing_failed(&subject.digest, e))
 }
 
 /// The image manifest an attestation manifest is for.

@@ -8,6 +8,16 @@ use crate::model::{Attestation, AttestationContent, AttestationKind, ExportReque
 use crate::sign::bundle::Bundle;
 use crate::sign::PrivateKey;
 
+/// Bundles only, as an export signs unless `oxport.sign-format` says.
+fn bundles<'a>(k: &'a PrivateKey, created: Option<&'a str>) -> Signing<'a> {
+    Signing {
+        signer: k,
+        created,
+        format: SignFormat::Bundle,
+        repository: "r.example/app".into(),
+    }
+}
+
 fn key() -> PrivateKey {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/signing/plain-pkcs8.key");
     PrivateKey::from_pem(&std::fs::read_to_string(p).unwrap(), &mut || unreachable!()).unwrap()
@@ -23,6 +33,21 @@ fn provenance() -> Attestation {
         metadata: BTreeMap::new(),
         origin: crate::model::Origin::Daemon,
     }
+}
+
+/// Two platforms named `r.example/app:1`, each with a provenance statement.
+fn two_platforms_with_provenance() -> ExportRequest {
+    let mut req = request(
+        "oci",
+        &[("oci-artifact", "true"), ("name", "r.example/app:1")],
+        PLATFORM_MAP,
+    );
+    for id in ["linux/amd64", "linux/arm64"] {
+        req.result
+            .attestations
+            .insert(id.into(), vec![provenance()]);
+    }
+    req
 }
 
 fn graph_of(req: &ExportRequest) -> Graph {
@@ -73,20 +98,11 @@ fn signed(graph: &Graph, key: &PrivateKey) -> Vec<(String, String)> {
 
 #[test]
 fn an_index_its_platforms_and_each_statement_are_signed() {
-    let mut req = request(
-        "oci",
-        &[("oci-artifact", "true"), ("name", "r.example/app:1")],
-        PLATFORM_MAP,
-    );
-    for id in ["linux/amd64", "linux/arm64"] {
-        req.result
-            .attestations
-            .insert(id.into(), vec![provenance()]);
-    }
+    let req = two_platforms_with_provenance();
     let mut graph = graph_of(&req);
     let unsigned = graph.blobs.len();
     let k = key();
-    sign_graph(&mut graph, &k, Some("2024-01-02T03:04:05Z")).unwrap();
+    sign_graph(&mut graph, &bundles(&k, Some("2024-01-02T03:04:05Z"))).unwrap();
     let got = signed(&graph, &k);
     // The index, two platform manifests, two provenance statements.
     assert_eq!(got.len(), 5, "{got:?}");
@@ -125,7 +141,7 @@ fn legacy_attestation_manifests_are_signed_for_their_image_too() {
         .insert("linux/amd64".into(), vec![provenance()]);
     let mut graph = graph_of(&req);
     let k = key();
-    sign_graph(&mut graph, &k, None).unwrap();
+    sign_graph(&mut graph, &bundles(&k, None)).unwrap();
     let got = signed(&graph, &k);
     assert_eq!(got.len(), 4, "{got:?}");
     assert_eq!(got[3].0, graph.image_manifests[0].digest);
@@ -136,8 +152,81 @@ fn a_single_manifest_root_is_signed_once() {
     let req = request("oci", &[], SINGLE);
     let mut graph = graph_of(&req);
     let k = key();
-    sign_graph(&mut graph, &k, None).unwrap();
+    sign_graph(&mut graph, &bundles(&k, None)).unwrap();
     let got = signed(&graph, &k);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].0, graph.root.digest);
+}
+
+/// The layers of a tag the graph holds, with the blob of each.
+fn tag_layers(graph: &Graph, tag: &str) -> Vec<(Descriptor, Vec<u8>)> {
+    let (_, d) = graph
+        .signature_tags
+        .iter()
+        .find(|(t, _)| t == tag)
+        .unwrap_or_else(|| panic!("no tag {tag} in {:?}", graph.signature_tags));
+    let Blob::Bytes(m) = &graph.blobs[&d.digest].1 else {
+        panic!()
+    };
+    assert_eq!(d.digest, crate::oci::digest_of(m));
+    tags::layers_of(m)
+        .unwrap()
+        .into_iter()
+        .map(|l| {
+            let Blob::Bytes(b) = &graph.blobs[&l.digest].1 else {
+                panic!()
+            };
+            (l, b.clone())
+        })
+        .collect()
+}
+
+#[test]
+fn the_tag_scheme_holds_a_sig_per_signed_manifest_and_an_att_per_platform() {
+    use base64::Engine as _;
+    let req = two_platforms_with_provenance();
+    let k = key();
+    for (format, bundles) in [(SignFormat::Legacy, 0), (SignFormat::Both, 5)] {
+        let mut graph = graph_of(&req);
+        let how = Signing {
+            format,
+            ..self::bundles(&k, None)
+        };
+        sign_graph(&mut graph, &how).unwrap();
+        assert_eq!(graph.signatures.len(), bundles, "{format:?}");
+        // Three .sig tags (index, two platforms), two .att tags.
+        assert_eq!(graph.signature_tags.len(), 5, "{format:?}");
+        let mut signed = vec![graph.root.clone()];
+        signed.extend(graph.image_manifests.iter().cloned());
+        for d in &signed {
+            let layers = tag_layers(&graph, &tags::tag_for(&d.digest, TagKind::Signatures));
+            assert_eq!(layers.len(), 1);
+            let (l, payload) = &layers[0];
+            let p: serde_json::Value = serde_json::from_slice(payload).unwrap();
+            assert_eq!(
+                p["critical"]["image"]["docker-manifest-digest"],
+                d.digest.as_str()
+            );
+            assert_eq!(
+                p["critical"]["identity"]["docker-reference"],
+                "r.example/app"
+            );
+            let sig = base64::engine::general_purpose::STANDARD
+                .decode(&l.annotations[tags::ANN_SIGNATURE])
+                .unwrap();
+            assert!(k.public_key().verify(payload, &sig));
+        }
+        for m in &graph.image_manifests {
+            let layers = tag_layers(&graph, &tags::tag_for(&m.digest, TagKind::Attestations));
+            assert_eq!(layers.len(), 1);
+            let (l, envelope) = &layers[0];
+            assert_eq!(
+                l.annotations[tags::ANN_PREDICATE_TYPE],
+                "https://slsa.dev/provenance/v0.2"
+            );
+            let e: Envelope = serde_json::from_slice(envelope).unwrap();
+            let statement = String::from_utf8(e.verify(&k.public_key()).unwrap()).unwrap();
+            assert!(statement.contains(&m.digest[7..]), "{statement}");
+        }
+    }
 }

@@ -38,10 +38,19 @@ pub(super) fn write_to_sink(
     } else {
         &graph.attestation_manifests
     };
+    // cosign's signature tags are entries named by their tag, as a layout
+    // names what it holds.
+    let signature_tags = graph.signature_tags.iter().map(|(tag, d)| {
+        let mut d = d.clone();
+        d.annotations
+            .insert(files::ANNOTATION_REF_NAME.into(), tag.clone());
+        d
+    });
     let detached: Vec<Descriptor> = detached_attestations
         .iter()
         .chain(&graph.signatures)
         .cloned()
+        .chain(signature_tags)
         .collect();
     let image = sink::Exported {
         graph,

@@ -17,6 +17,7 @@ fn graph() -> Graph {
         subjects: BTreeMap::new(),
         single: None,
         signatures: Vec::new(),
+        signature_tags: Vec::new(),
     }
 }
 

@@ -113,6 +113,12 @@ pub trait Image: Send + Sync {
     fn manifests(&self) -> Vec<(Descriptor, Option<String>)> {
         Vec::new()
     }
+
+    /// cosign's older signature tags (`sha256-<hex>.sig`, `.att`) a push
+    /// extends, each with the manifest (held in memory) of what it adds.
+    fn signature_tags(&self) -> Vec<(String, Descriptor)> {
+        Vec::new()
+    }
 }
 
 /// Where an image lives, as the CLI names it.

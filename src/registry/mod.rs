@@ -28,6 +28,8 @@ pub mod manifests;
 pub mod referrers;
 pub mod repair;
 pub mod retry;
+pub mod signature_tags;
+pub mod tag_merge;
 pub mod tls;
 pub mod transport;
 

@@ -1,20 +1,7 @@
 //! Referrers: the `GET /v2/<name>/referrers/<digest>` API and, for
 //! registries without it, the fallback tag `<alg>-<hex>` whose index lists
-//! the manifests that name the digest as their subject.
-//!
-//! The fallback index is read, extended and written back. Where the registry
-//! gives an ETag the write is conditional (`If-Match`). Registries that
-//! ignore `If-Match` can lose a concurrent writer's entry, so after writing,
-//! the index is read again after a settle delay, and the cycle repeats (a
-//! bounded number of times) until every entry of ours is listed. The delay
-//! is much longer than one read-modify-write, so a concurrent writer that
-//! read before our write has written by the time we check.
-//!
-//! The window that remains, on registries that ignore `If-Match`: a writer
-//! whose read-to-write takes longer than the settle delay (a stalled
-//! connection, say) overwrites the index after we verified it and returned,
-//! dropping our entries; nothing restores them until the next push to that
-//! subject.
+//! the manifests that name the digest as their subject. The fallback index
+//! is extended as [`super::tag_merge`] extends tags several writers share.
 
 use std::time::Duration;
 
@@ -24,18 +11,14 @@ use http::{HeaderValue, Method, StatusCode};
 use serde_json::Value;
 use tracing::debug;
 
-use super::auth::{pull_scope, push_scope};
+use super::auth::pull_scope;
 use super::error::{RegistryError, Result};
 use super::manifests::{media_type_of, MAX_MANIFEST};
+use super::tag_merge::{settle_delay, Extended, TagExtension};
 use super::{check_digest, Call, RegistryClient};
 use crate::json::{self, Object};
 use crate::oci::{self, Descriptor};
 use crate::options::ReferrersFallback;
-
-/// Read-modify-write rounds before giving up on the fallback tag.
-const FALLBACK_ROUNDS: u32 = 8;
-/// The wait before verifying a write (plus up to as much again of jitter).
-const SETTLE: Duration = Duration::from_millis(300);
 
 /// The fallback tag of a digest: `<alg>-<hex>`, the algorithm cut to 32
 /// characters and the hex to 64, anything outside `[a-zA-Z0-9_.-]` as `-`.
@@ -145,17 +128,6 @@ pub fn merge(existing: Option<&[u8]>, add: &[Descriptor]) -> Result<Option<Vec<u
     Ok(Some(json::pretty(&index).into_bytes()))
 }
 
-/// A small pseudo-random jitter, so concurrent writers fall out of step.
-fn jitter(max: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let seed =
-        (nanos as u64 ^ (std::process::id() as u64) << 16).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    Duration::from_millis(seed % (max.as_millis().max(1) as u64))
-}
-
 impl RegistryClient {
     /// The referrers index from the referrers API, or None when the registry
     /// does not offer the API.
@@ -209,6 +181,20 @@ impl RegistryClient {
         indexed: bool,
         policy: ReferrersFallback,
     ) -> Result<Vec<String>> {
+        self.maintain_referrers_settling(repo, referrers, indexed, policy, settle_delay())
+            .await
+    }
+
+    /// [`Self::maintain_referrers`], each tag written waiting `settle`
+    /// before it is verified (a push draws one delay for all its tags).
+    pub async fn maintain_referrers_settling(
+        &self,
+        repo: &str,
+        referrers: &[Referrer<'_>],
+        indexed: bool,
+        policy: ReferrersFallback,
+        settle: Duration,
+    ) -> Result<Vec<String>> {
         let mut by_subject: std::collections::BTreeMap<&str, Vec<Descriptor>> = Default::default();
         for r in referrers {
             by_subject
@@ -229,11 +215,8 @@ impl RegistryClient {
         if !write {
             return Ok(tags);
         }
-        // Each subject has a tag of its own: they are written at once, and
-        // wait the same settle delay (drawn once per push, so that pushers
-        // still settle apart), so a push waits for one delay, not one per
-        // subject nor the longest of several.
-        let settle = SETTLE + jitter(SETTLE);
+        // Each subject has a tag of its own: they are written at once and
+        // wait the same settle delay.
         futures_util::future::try_join_all(by_subject.iter().map(|(subject, descs)| {
             self.add_fallback_referrers_settling(repo, subject, descs, settle)
         }))
@@ -243,72 +226,38 @@ impl RegistryClient {
     }
 
     /// Lists `add` in the fallback tag index of `subject`, keeping what it
-    /// lists already. Returns when a settled read shows all of `add`.
-    pub async fn add_fallback_referrers(
-        &self,
-        repo: &str,
-        subject: &str,
-        add: &[Descriptor],
-    ) -> Result<()> {
-        let settle = SETTLE + jitter(SETTLE);
-        self.add_fallback_referrers_settling(repo, subject, add, settle)
-            .await
-    }
-
-    /// [`Self::add_fallback_referrers`] with the settle delay of the first
-    /// round given; later rounds draw their own.
+    /// lists already. Returns when a read `settle` after the write shows all
+    /// of `add`.
     async fn add_fallback_referrers_settling(
         &self,
         repo: &str,
         subject: &str,
         add: &[Descriptor],
-        first_settle: std::time::Duration,
+        settle: Duration,
     ) -> Result<()> {
         let tag = fallback_tag(subject);
-        let scope = push_scope(repo, None);
         let want: Vec<&str> = add.iter().map(|d| d.digest.as_str()).collect();
-        for round in 0..FALLBACK_ROUNDS {
-            let current = self.get_manifest_scoped(repo, &tag, &scope).await?;
-            let merged = merge(current.as_ref().map(|m| m.bytes.as_ref()), add)?;
-            let Some(bytes) = merged else {
-                return Ok(());
-            };
-            let etag = current.as_ref().and_then(|m| m.etag.as_deref());
-            match self
-                .put_manifest(repo, &tag, oci::MT_OCI_INDEX, Bytes::from(bytes), etag)
-                .await
-            {
-                Ok(_) => {}
-                Err(RegistryError::PreconditionFailed { .. }) => {
-                    debug!(%tag, round, "fallback tag changed under us; reading it again");
-                    tokio::time::sleep(jitter(SETTLE)).await;
-                    continue;
-                }
-                Err(e) => return Err(e),
-            }
-            let settle = if round == 0 {
-                first_settle
-            } else {
-                SETTLE + jitter(SETTLE)
-            };
-            tokio::time::sleep(settle).await;
-            let after = self.get_manifest_scoped(repo, &tag, &scope).await?;
-            let listed = match &after {
-                Some(m) => listed_digests(&m.bytes)?,
-                None => Vec::new(),
-            };
-            if want.iter().all(|w| listed.iter().any(|l| l == w)) {
-                return Ok(());
-            }
-            debug!(%tag, round, "a concurrent writer replaced the fallback tag; merging again");
-        }
-        Err(RegistryError::Unavailable {
-            registry: self.host().to_string(),
-            attempts: FALLBACK_ROUNDS,
-            detail: format!(
-                "the referrers fallback tag {repo}:{tag} kept changing under concurrent writers"
-            ),
-        })
+        let extend = |current: Option<&[u8]>| -> Result<Option<Extended>> {
+            Ok(merge(current, add)?.map(|manifest| Extended {
+                manifest,
+                blobs: Vec::new(),
+            }))
+        };
+        let holds = |index: &[u8]| -> Result<bool> {
+            let listed = listed_digests(index)?;
+            Ok(want.iter().all(|w| listed.iter().any(|l| l == w)))
+        };
+        self.extend_tag(
+            &TagExtension {
+                repo,
+                tag: &tag,
+                media_type: oci::MT_OCI_INDEX,
+                extend: &extend,
+                holds: &holds,
+            },
+            settle,
+        )
+        .await
     }
 }
 

@@ -16,6 +16,7 @@ pub mod artifacts;
 pub mod bundle;
 pub mod key;
 pub mod keyring;
+pub mod tags;
 
 pub use key::{PrivateKey, PublicKey};
 pub use keyring::Keyring;

@@ -135,4 +135,8 @@ impl Image for Exported<'_> {
             .chain(signatures)
             .collect()
     }
+
+    fn signature_tags(&self) -> Vec<(String, Descriptor)> {
+        self.graph.signature_tags.clone()
+    }
 }

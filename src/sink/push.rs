@@ -27,6 +27,7 @@ use crate::oci::Descriptor;
 use crate::options::ReferrersFallback;
 use crate::progress::Progress;
 use crate::registry::referrers::Referrer;
+use crate::registry::tag_merge;
 use crate::registry::{
     BlobOpen, BlobPush, BytesBlob, PushContent, PushedManifest, RegistryClient, RegistryError,
 };
@@ -47,6 +48,8 @@ pub struct Plan {
     pub manifests: Vec<Item>,
     /// What the tags name.
     pub root: Item,
+    /// cosign's signature tags, each with the manifest of what it adds.
+    pub signature_tags: Vec<(String, Item)>,
 }
 
 /// The descriptor without platform or annotations, as a push sends it.
@@ -77,9 +80,18 @@ impl Plan {
             })
         };
         let listed = image.manifests();
-        let mut manifest_digests: HashSet<&str> =
-            listed.iter().map(|(d, _)| d.digest.as_str()).collect();
+        let tagged = image.signature_tags();
+        let mut manifest_digests: HashSet<&str> = listed
+            .iter()
+            .map(|(d, _)| d)
+            .chain(tagged.iter().map(|(_, d)| d))
+            .map(|d| d.digest.as_str())
+            .collect();
         manifest_digests.insert(root.digest.as_str());
+        let signature_tags = tagged
+            .iter()
+            .map(|(tag, d)| Ok((tag.clone(), item(d, None)?)))
+            .collect::<Result<_>>()?;
         let manifests = listed
             .iter()
             .map(|(d, s)| item(d, s.clone()))
@@ -99,6 +111,7 @@ impl Plan {
             blobs,
             manifests,
             root: item(root, None)?,
+            signature_tags,
         })
     }
 }
@@ -242,9 +255,21 @@ pub async fn push_repo(
             })
         })
         .collect();
-    report.fallback_tags = client
-        .maintain_referrers(repo, &referrers, indexed, how.fallback)
-        .await?;
+    // The fallback tags and cosign's signature tags are written at once and
+    // wait one settle delay.
+    let settle = tag_merge::settle_delay();
+    let signature_tags = futures_util::future::try_join_all(
+        plan.signature_tags
+            .iter()
+            .map(|(tag, m)| client.extend_signature_tag(repo, tag, &m.bytes, settle)),
+    );
+    let fallback =
+        client.maintain_referrers_settling(repo, &referrers, indexed, how.fallback, settle);
+    let (fallback_tags, _) = futures_util::future::try_join(fallback, signature_tags).await?;
+    report.fallback_tags = fallback_tags;
+    for (tag, _) in &plan.signature_tags {
+        info!(repo, %tag, "signature tag");
+    }
     for tag in &report.fallback_tags {
         info!(repo, %tag, "referrers fallback tag");
     }

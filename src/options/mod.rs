@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 use crate::annotations::{self, AnnotationSet};
 use crate::error::{ErrorKind, ExportError, Result};
 
+mod signing;
+pub use signing::SignFormat;
+
 /// The current compatibility version: what 0 means.
 pub const CURRENT_COMPATIBILITY_VERSION: i32 = 30;
 
@@ -42,6 +45,8 @@ pub mod keys {
     pub const REFERRERS_FALLBACK: &str = "referrers-fallback";
     /// oxport: sign the image and its attestations with the server's key of this name.
     pub const SIGN: &str = "oxport.sign";
+    /// oxport: where signatures go (`bundle`, `legacy` tags or `both`).
+    pub const SIGN_FORMAT: &str = "oxport.sign-format";
 }
 
 /// When a push maintains the referrers fallback tag index.
@@ -129,6 +134,8 @@ pub struct ExportOptions {
     pub referrers_fallback: ReferrersFallback,
     /// The name of the server's key to sign with (`oxport.sign`).
     pub sign: Option<String>,
+    /// Where the signatures go (`oxport.sign-format`); `None` when not given.
+    pub sign_format: Option<SignFormat>,
     pub annotations: AnnotationSet,
     /// Unknown attributes: copied into the result metadata.
     pub extra_metadata: BTreeMap<String, String>,
@@ -235,6 +242,7 @@ impl ExportOptions {
             attestations_in_index: true,
             referrers_fallback: ReferrersFallback::Auto,
             sign: None,
+            sign_format: None,
             annotations,
             extra_metadata: BTreeMap::new(),
         };
@@ -350,6 +358,7 @@ impl ExportOptions {
                     }
                     o.sign = Some(v.clone());
                 }
+                keys::SIGN_FORMAT => o.sign_format = Some(SignFormat::parse(k, v)?),
                 keys::BUILDINFO | keys::BUILDINFO_ATTRS => {}
                 _ => {
                     o.extra_metadata.insert(k.clone(), v.clone());
@@ -357,6 +366,16 @@ impl ExportOptions {
             }
         }
 
+        if o.sign_format.is_some() && o.sign.is_none() {
+            return Err(ExportError::invalid(
+                keys::SIGN_FORMAT,
+                format!(
+                    "{} says where signatures go, but no key was named: add {}=NAME",
+                    keys::SIGN_FORMAT,
+                    keys::SIGN
+                ),
+            ));
+        }
         // BuildKit validates only when oci-mediatypes was given.
         if o.oci_types == Some(false) {
             if estargz {
@@ -404,6 +423,11 @@ impl ExportOptions {
             ));
         }
         Ok(())
+    }
+
+    /// Where the signatures go (bundles unless `oxport.sign-format` says).
+    pub fn sign_format(&self) -> SignFormat {
+        self.sign_format.unwrap_or_default()
     }
 
     pub fn oci_types(&self) -> bool {
@@ -468,139 +492,11 @@ impl ExportOptions {
         );
         if let Some(name) = &self.sign {
             put(keys::SIGN, name.clone());
+            put(keys::SIGN_FORMAT, self.sign_format().as_str().into());
         }
         m
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn attrs(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-        kv.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    fn err(exporter: &str, kv: &[(&str, &str)]) -> ExportError {
-        ExportOptions::parse(exporter, &attrs(kv), 0).unwrap_err()
-    }
-
-    #[test]
-    fn go_bools() {
-        for t in ["1", "t", "T", "TRUE", "true", "True"] {
-            assert_eq!(parse_go_bool(t), Some(true));
-        }
-        for f in ["0", "f", "F", "FALSE", "false", "False"] {
-            assert_eq!(parse_go_bool(f), Some(false));
-        }
-        assert_eq!(parse_go_bool("yes"), None);
-        assert_eq!(parse_go_bool("tRUE"), None);
-    }
-
-    #[test]
-    fn error_texts_are_buildkits() {
-        let e = err("oci", &[("oci-artifact", "yes")]);
-        assert_eq!(
-            e.message,
-            r#"non-bool value specified for oci-artifact: strconv.ParseBool: parsing "yes": invalid syntax"#
-        );
-        assert_eq!(e.field.as_deref(), Some("oci-artifact"));
-        assert_eq!(e.kind, ErrorKind::InvalidArgument);
-        assert_eq!(
-            err("oci", &[("force-compression", "maybe")]).message,
-            r#"non-bool value maybe specified for force-compression: strconv.ParseBool: parsing "maybe": invalid syntax"#
-        );
-        assert_eq!(
-            err("oci", &[("source-date-epoch", "abc")]).message,
-            r#"invalid source-date-epoch: strconv.ParseInt: parsing "abc": invalid syntax: strconv.ParseInt: parsing "abc": invalid syntax"#
-        );
-        assert_eq!(
-            err("oci", &[("compression-level", "high")]).message,
-            r#"non-integer value high specified for compression-level: strconv.ParseInt: parsing "high": invalid syntax"#
-        );
-        assert_eq!(
-            err("oci", &[("compression", "brotli")]).message,
-            "unsupported compression type brotli"
-        );
-        let c = err(
-            "oci",
-            &[("oci-artifact", "true"), ("oci-mediatypes", "false")],
-        );
-        assert_eq!(
-            c.message,
-            r#"exporter option "oci-artifact=true" conflicts with "oci-mediatypes=false""#
-        );
-        assert_eq!(c.kind, ErrorKind::FailedPrecondition);
-        assert_eq!(
-            err(
-                "oci",
-                &[("compression", "estargz"), ("oci-mediatypes", "false")]
-            )
-            .message,
-            r#"exporter option "compression=estargz" conflicts with "oci-mediatypes=false""#
-        );
-        assert_eq!(
-            err("oci", &[("tar", "x")]).message,
-            r#"non-bool value specified for tar: strconv.ParseBool: parsing "x": invalid syntax"#
-        );
-    }
-
-    #[test]
-    fn defaults_follow_compatibility_version() {
-        let mut docker20 = ExportOptions::parse("docker", &attrs(&[]), 20).unwrap();
-        docker20.finalize(false);
-        assert!(!docker20.oci_types());
-        assert!(!docker20.oci_artifact());
-        let mut docker20_att = ExportOptions::parse("docker", &attrs(&[]), 20).unwrap();
-        docker20_att.finalize(true);
-        assert!(docker20_att.oci_types());
-        assert!(!docker20_att.oci_artifact());
-        let mut oci = ExportOptions::parse("oci", &attrs(&[]), 0).unwrap();
-        oci.finalize(true);
-        assert!(oci.oci_types() && oci.oci_artifact());
-        let mut oci10 = ExportOptions::parse("oci", &attrs(&[]), 10).unwrap();
-        oci10.finalize(true);
-        assert!(oci10.oci_types() && !oci10.oci_artifact());
-    }
-
-    #[test]
-    fn oxport_extensions() {
-        let mut o = ExportOptions::parse(
-            "image",
-            &attrs(&[
-                ("attestations-in-index", "false"),
-                ("referrers-fallback", "never"),
-            ]),
-            0,
-        )
-        .unwrap();
-        assert_eq!(o.referrers_fallback, ReferrersFallback::Never);
-        o.finalize(true);
-        assert!(o.check_extensions().is_ok());
-        let mut legacy = ExportOptions::parse(
-            "oci",
-            &attrs(&[
-                ("attestations-in-index", "false"),
-                ("oci-artifact", "false"),
-            ]),
-            0,
-        )
-        .unwrap();
-        legacy.finalize(true);
-        assert_eq!(
-            legacy.check_extensions().unwrap_err().kind,
-            ErrorKind::FailedPrecondition
-        );
-        assert!(err("image", &[("referrers-fallback", "sometimes")])
-            .message
-            .contains("referrers-fallback"));
-    }
-
-    #[test]
-    fn unknown_keys_become_metadata() {
-        let o = ExportOptions::parse("oci", &attrs(&[("containerimage.config", "{}")]), 0).unwrap();
-        assert_eq!(o.extra_metadata["containerimage.config"], "{}");
-    }
-}
+mod tests;

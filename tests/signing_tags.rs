@@ -1,0 +1,214 @@
+//! cosign's older tag scheme (`oxport.sign-format=legacy` or `both`): the
+//! `sha256-<hex>.sig` and `.att` tags, checked by cosign (pinned in
+//! `tests/tools.sh`) on its older verification path, on Debian's
+//! `docker-registry` and on a registry with the referrers API. A second
+//! signing adds to the tags instead of replacing them, and a layout names
+//! the tags in its `index.json`.
+
+mod registry_support;
+mod signing_support;
+mod support;
+
+use std::path::Path;
+use std::process::Output;
+
+use serde_json::Value;
+use signing_support::*;
+
+/// `verify` on cosign's older path: its `.sig` and `.att` tags only.
+fn verify_tags(bin: &Path, key: &Path, what: &str, image: &str) -> Output {
+    verify_with(bin, key, what, image, &["--new-bundle-format=false"])
+}
+
+fn tags(port: u16, repo: &str) -> Vec<String> {
+    let v: Value =
+        serde_json::from_slice(&get(port, &format!("/v2/{repo}/tags/list")).body).unwrap();
+    v["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The digest `repo:1` names.
+fn root(port: u16, repo: &str) -> String {
+    let body = get(port, &format!("/v2/{repo}/manifests/1")).body;
+    format!("sha256:{}", sha256_hex(&body))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The layers of the tag manifest `repo:tag`.
+fn tag_layers(port: u16, repo: &str, tag: &str) -> Vec<Value> {
+    let m: Value =
+        serde_json::from_slice(&get(port, &format!("/v2/{repo}/manifests/{tag}")).body).unwrap();
+    m["layers"].as_array().unwrap().clone()
+}
+
+/// Every check of cosign's older path on one push: a `.sig` for the index
+/// and each platform, an `.att` for each platform with its provenance and
+/// SBOM, each verifying with `public` and not with another key.
+fn check_tags(bin: &Path, port: u16, repo: &str, public: &Path, other: &Path) {
+    let host = format!("127.0.0.1:{port}");
+    let listed = tags(port, repo);
+    let index = root(port, repo);
+    let digests = platforms(port, repo);
+    assert_eq!(digests.len(), 2, "two platforms");
+    for d in std::iter::once(&index).chain(&digests) {
+        let sig = format!("{}.sig", d.replace(':', "-"));
+        assert!(listed.contains(&sig), "{sig} in {listed:?}");
+        let image = format!("{host}/{repo}@{d}");
+        assert_verifies(
+            &verify_tags(bin, public, "", &image),
+            &format!("verify --new-bundle-format=false {image}"),
+        );
+        assert_refused(
+            &verify_tags(bin, other, "", &image),
+            "verify --new-bundle-format=false with another key",
+            "no matching signatures",
+        );
+    }
+    for d in &digests {
+        let att = format!("{}.att", d.replace(':', "-"));
+        assert!(listed.contains(&att), "{att} in {listed:?}");
+        let layers = tag_layers(port, repo, &att);
+        assert_eq!(layers.len(), 2, "provenance and SBOM: {layers:?}");
+        let image = format!("{host}/{repo}@{d}");
+        for t in ["slsaprovenance1", "spdxjson"] {
+            assert_verifies(
+                &verify_tags(bin, public, t, &image),
+                &format!("verify-attestation --new-bundle-format=false --type {t} {image}"),
+            );
+        }
+    }
+    // The tag verifies as the index does.
+    assert_verifies(
+        &verify_tags(bin, public, "", &format!("{host}/{repo}:1")),
+        "verify --new-bundle-format=false of the tag",
+    );
+}
+
+#[test]
+fn both_forms_verify_on_both_registries() {
+    let Some((bin, plain, referrers)) = cosign_and_registries() else {
+        return;
+    };
+    let (_, public) = key_args("cosign");
+    let (_, other) = key_args("plain");
+    for port in [plain.port, referrers.port] {
+        let host = format!("127.0.0.1:{port}");
+        push_with(&host, "both", "cosign", ",oxport.sign-format=both");
+        // The bundles, on cosign's default path, as without the tags.
+        check_signed(&bin, port, "both", "cosign");
+        check_tags(&bin, port, "both", &public, &other);
+    }
+}
+
+#[test]
+fn legacy_alone_is_found_by_default_and_a_second_signing_adds_to_the_tags() {
+    let Some((bin, plain, _referrers)) = cosign_and_registries() else {
+        return;
+    };
+    let port = plain.port;
+    let host = plain.host();
+    let (_, cosign_pub) = key_args("cosign");
+    let (_, plain_pub) = key_args("plain");
+    push_with(&host, "legacy", "plain", ",oxport.sign-format=legacy");
+    check_tags(&bin, port, "legacy", &plain_pub, &cosign_pub);
+    // No bundles: the index has no referrers at all, so no fallback tag.
+    let index = root(port, "legacy");
+    let listed = tags(port, "legacy");
+    assert!(
+        !listed.contains(&index.replace(':', "-")),
+        "a fallback tag for the index: {listed:?}"
+    );
+    // cosign's default path finds no bundle and falls back to the tags.
+    let digests = platforms(port, "legacy");
+    let image = format!("{host}/legacy@{}", digests[0]);
+    assert_verifies(
+        &verify(&bin, &plain_pub, "", &format!("{host}/legacy:1")),
+        "verify (default path) of a tag-only signature",
+    );
+    assert_verifies(
+        &verify(&bin, &plain_pub, "spdxjson", &image),
+        "verify-attestation (default path) of a tag-only attestation",
+    );
+
+    // The same image signed again with another key: the platform's tags
+    // keep the first signature and gain the second.
+    push_with(&host, "legacy", "cosign", ",oxport.sign-format=legacy");
+    for d in &digests {
+        let sig = format!("{}.sig", d.replace(':', "-"));
+        assert_eq!(tag_layers(port, "legacy", &sig).len(), 2, "{sig}");
+        let att = format!("{}.att", d.replace(':', "-"));
+        assert_eq!(tag_layers(port, "legacy", &att).len(), 4, "{att}");
+        let image = format!("{host}/legacy@{d}");
+        for key in [&plain_pub, &cosign_pub] {
+            assert_verifies(
+                &verify_tags(&bin, key, "", &image),
+                &format!("verify {image} with {} after two signings", key.display()),
+            );
+            assert_verifies(
+                &verify_tags(&bin, key, "slsaprovenance1", &image),
+                &format!("verify-attestation {image} after two signings"),
+            );
+        }
+    }
+}
+
+#[test]
+fn a_layout_names_the_tags_and_a_keyless_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = dir.path().join("signed.tar");
+    let (args, _) = key_args("plain");
+    let extra: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = format!(
+        "type=oci,dest={},source-date-epoch=0,oxport.sign=release,oxport.sign-format=legacy",
+        tar.display()
+    );
+    let (o, _) = registry_support::export_example(&output, &extra, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let index = tar_index(&tar);
+    let entries = index["manifests"].as_array().unwrap();
+    let root = entries[0]["digest"].as_str().unwrap().replace(':', "-");
+    let names: Vec<&str> = entries[1..]
+        .iter()
+        .map(|e| {
+            e["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    // The index and two platforms signed, two platforms attested; no bundles.
+    assert_eq!(names.len(), 5, "{names:?}");
+    assert!(names.contains(&format!("{root}.sig").as_str()), "{names:?}");
+    assert_eq!(names.iter().filter(|n| n.ends_with(".sig")).count(), 3);
+    assert_eq!(names.iter().filter(|n| n.ends_with(".att")).count(), 2);
+
+    // A format without a key is refused, naming the attribute, and leaves
+    // no output.
+    let refused = dir.path().join("refused.tar");
+    let (o, _) = registry_support::export_example(
+        &format!(
+            "type=oci,dest={},oxport.sign-format=both",
+            refused.display()
+        ),
+        &extra,
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("oxport.sign-format"), "{err}");
+    assert!(
+        !refused.exists(),
+        "a refused export left {}",
+        refused.display()
+    );
+}
