@@ -14,9 +14,10 @@ use crate::oci::MT_OCI_MANIFEST;
 use crate::sign::tags;
 
 impl RegistryClient {
-    /// Adds the layers of `ours` (a manifest of cosign's tag scheme) to
-    /// what `tag` lists, with the config that the merged list needs; returns
-    /// when a read `settle` after the write shows them all.
+    /// Adds the layers of `ours` (a manifest of cosign's tag scheme, whose
+    /// config the caller has pushed) to what `tag` lists, with the config
+    /// that a merged list needs; returns when a read `settle` after the
+    /// write shows them all.
     pub async fn extend_signature_tag(
         &self,
         repo: &str,
@@ -25,15 +26,22 @@ impl RegistryClient {
         settle: Duration,
     ) -> Result<()> {
         let invalid = |e: String| RegistryError::Invalid(format!("{repo}:{tag}: {e}"));
-        let ours = tags::layers_of(ours).map_err(invalid)?;
+        let fresh = ours;
+        let ours = tags::layers_of(fresh).map_err(invalid)?;
         let extend = |current: Option<&[u8]>| -> Result<Option<Extended>> {
             let Some(layers) = tags::merged_layers(current, &ours).map_err(invalid)? else {
                 return Ok(None);
             };
             let t = tags::tag_manifest(&layers);
+            // Only a merged list has a config the repository may lack.
+            let blobs = if t.manifest == fresh {
+                Vec::new()
+            } else {
+                vec![(t.config.0, Bytes::from(t.config.1))]
+            };
             Ok(Some(Extended {
                 manifest: t.manifest,
-                blobs: vec![(t.config.0, Bytes::from(t.config.1))],
+                blobs,
             }))
         };
         let holds = |m: &[u8]| tags::lists_all(m, &ours).map_err(invalid);

@@ -6,8 +6,9 @@
 //! Order within a repository: blobs and manifests a few at a time, each
 //! manifest once what it names is there (its config and layers, an index's
 //! manifests, its subject; [`super::schedule`]), then the referrers
-//! fallback tags the policy asks for. Tags move only after every repository
-//! has its content, so a failure leaves no tag moved.
+//! fallback tags the policy asks for and cosign's signature tags. Tags move
+//! only after every repository has its content, so a failure leaves no tag
+//! moved.
 //!
 //! Why apart from the destinations: where blobs are read, how a client is
 //! made and which tags move differ between an export and a conversion; what
