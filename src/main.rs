@@ -180,6 +180,10 @@ enum Command {
         /// COSIGN_PASSWORD environment variable).
         #[arg(long)]
         key_password_file: Option<PathBuf>,
+        /// Also sign each platform manifest under an index (as cosign sign
+        /// --recursive); without it, the root alone of the image's manifests.
+        #[arg(long)]
+        recursive: bool,
         /// Reach docker:// registries without verifying their TLS certificate,
         /// over plain HTTP when they do not speak TLS (as loopback hosts may).
         #[arg(long)]
@@ -365,11 +369,13 @@ async fn run(
             src,
             key,
             key_password_file,
+            recursive,
             insecure,
         } => oxport::cli::signing::sign(
             &src,
             &key,
             key_password_file.as_deref(),
+            recursive,
             &RemoteOptions { insecure },
         ),
         Command::Verify { src, key, insecure } => {

@@ -21,18 +21,25 @@ fn cosign_verifies_signed_pushes_on_both_registries_with_both_key_forms() {
     let Some((bin, plain, referrers)) = cosign_and_registries() else {
         return;
     };
-    for kind in ["cosign", "plain"] {
-        push(&plain.host(), kind, kind);
-        check_signed(&bin, plain.port, kind, kind);
+    // One key form with each platform manifest signed too, one without.
+    for (kind, recursive) in [("cosign", true), ("plain", false)] {
+        let attrs = if recursive {
+            ",oxport.sign-recursive=true"
+        } else {
+            ""
+        };
+        push_with(&plain.host(), kind, kind, attrs);
+        check_signed(&bin, plain.port, kind, kind, recursive);
         // Without the referrers API the signatures are found through the
         // fallback tag of each signed manifest.
         let tags = plain.tags(kind);
-        for d in platforms(plain.port, kind) {
+        let index = root(plain.port, kind);
+        for d in platforms(plain.port, kind).iter().chain([&index]) {
             let fallback = d.replace(':', "-");
             assert!(tags.contains(&fallback), "{fallback} in {tags:?}");
         }
-        push(&format!("127.0.0.1:{}", referrers.port), kind, kind);
-        check_signed(&bin, referrers.port, kind, kind);
+        push_with(&format!("127.0.0.1:{}", referrers.port), kind, kind, attrs);
+        check_signed(&bin, referrers.port, kind, kind, recursive);
     }
 }
 
@@ -196,8 +203,8 @@ fn a_signed_layout_lists_its_signatures_and_an_unsigned_one_is_unchanged() {
         sm[0]["digest"], pm[0]["digest"],
         "signing leaves the image as it was"
     );
-    // The index, two platforms, and each platform's SBOM and provenance.
-    assert_eq!(sm.len(), 1 + 7);
+    // The index, and each platform's SBOM and provenance.
+    assert_eq!(sm.len(), 1 + 5);
     for e in &sm[1..] {
         assert_eq!(
             e["artifactType"],
@@ -235,19 +242,13 @@ fn oxport_sign_signs_existing_images_in_registries_and_layouts() {
         return;
     };
     let k = keys();
-    let sign = |image: &str| {
-        let o = registry_support::oxport(
-            &[
-                "sign",
-                "--insecure",
-                image,
-                "--key",
-                k.join("cosign.key").to_str().unwrap(),
-                "--key-password-file",
-                k.join("cosign.password").to_str().unwrap(),
-            ],
-            &[],
-        );
+    let sign_with = |image: &str, flags: &[&str]| {
+        let key = k.join("cosign.key");
+        let password = k.join("cosign.password");
+        let mut args = vec!["sign", "--insecure", image, "--key", key.to_str().unwrap()];
+        args.extend(["--key-password-file", password.to_str().unwrap()]);
+        args.extend(flags);
+        let o = registry_support::oxport(&args, &[]);
         assert!(
             o.status.success(),
             "oxport sign {image}: {}",
@@ -255,12 +256,16 @@ fn oxport_sign_signs_existing_images_in_registries_and_layouts() {
         );
         String::from_utf8_lossy(&o.stderr).into_owned()
     };
-    for port in [plain.port, referrers.port] {
+    let sign = |image: &str| sign_with(image, &[]);
+    // The index and four statements; with --recursive the two platforms too.
+    for (port, recursive, count) in [(plain.port, false, 5), (referrers.port, true, 7)] {
         let host = format!("127.0.0.1:{port}");
         push(&host, "later", "");
-        let said = sign(&format!("docker://{host}/later:1"));
-        assert!(said.contains("7 signature(s) attached"), "{said}");
-        check_signed(&bin, port, "later", "cosign");
+        let flags: &[&str] = if recursive { &["--recursive"] } else { &[] };
+        let said = sign_with(&format!("docker://{host}/later:1"), flags);
+        let want = format!("{count} signature(s) attached");
+        assert!(said.contains(&want), "{said}");
+        check_signed(&bin, port, "later", "cosign", recursive);
     }
 
     // A layout directory: its index.json gains the signatures.

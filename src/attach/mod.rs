@@ -1,8 +1,9 @@
 //! `oxport sign`: signatures attached to an image that already exists, in a
 //! registry (`docker://`) or an OCI layout directory (`oci:DIR`), as an
-//! export with `oxport.sign` attaches them: the root and each platform
-//! manifest signed with cosign's `sign/v1` statement, and each attestation
-//! statement signed as it is, for the platform manifest it is about.
+//! export with `oxport.sign` attaches them: the root (and with `recursive`
+//! each platform manifest) signed with cosign's `sign/v1` statement, and
+//! each attestation statement signed as it is, for the platform manifest it
+//! is about.
 //!
 //! What to sign comes from the inspection of the image, which checks every
 //! blob first: an image with problems is refused rather than signed.
@@ -31,14 +32,20 @@ pub struct Attached {
     pub fallback_tags: Vec<String>,
 }
 
-/// Signs the image at `src` with `signer`.
-pub fn run(src: &ImageRef, signer: &dyn Signer, opts: &RemoteOptions) -> Result<Attached> {
+/// Signs the image at `src` with `signer`; each platform manifest too when
+/// `recursive`.
+pub fn run(
+    src: &ImageRef,
+    signer: &dyn Signer,
+    recursive: bool,
+    opts: &RemoteOptions,
+) -> Result<Attached> {
     let created = now();
     match src {
         ImageRef::Registry(r) => {
             let remote = RegistrySource::open(r, opts)?;
             let report = inspect::inspect_registry(&remote, &src.to_string())?;
-            let made = attachments(&report, &remote, signer, &created)?;
+            let made = attachments(&report, &remote, signer, recursive, &created)?;
             let attached = summary(&made);
             let tags = remote.put_referrers(made.into_iter().map(new_referrer).collect())?;
             Ok(Attached {
@@ -49,7 +56,7 @@ pub fn run(src: &ImageRef, signer: &dyn Signer, opts: &RemoteOptions) -> Result<
         ImageRef::Layout { dir, .. } => {
             let store = image::open(src, opts)?;
             let report = inspect::inspect(&*store, &src.to_string())?;
-            let made = attachments(&report, &*store, signer, &created)?;
+            let made = attachments(&report, &*store, signer, recursive, &created)?;
             drop(store);
             let attached = summary(&made);
             add_to_layout(dir, &made)?;
@@ -87,12 +94,13 @@ fn new_referrer(a: Attachment) -> NewReferrer {
     }
 }
 
-/// The signatures of every root, platform manifest and statement the
-/// inspection found.
+/// The signatures of every root, statement and (when `recursive`) platform
+/// manifest the inspection found.
 fn attachments(
     report: &Report,
     src: &dyn image::Image,
     signer: &dyn Signer,
+    recursive: bool,
     created: &str,
 ) -> Result<Vec<Attachment>> {
     if let Some(p) = report.problems.first() {
@@ -127,7 +135,7 @@ fn attachments(
         )?);
         for img in &root.images {
             images.insert(&img.descriptor.digest, &img.descriptor);
-            if img.descriptor.digest != root.descriptor.digest {
+            if recursive && img.descriptor.digest != root.descriptor.digest {
                 out.push(sign(
                     &artifacts::image_statement(&img.descriptor.digest),
                     artifacts::SIGN_PREDICATE_TYPE,

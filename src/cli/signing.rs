@@ -66,11 +66,13 @@ pub fn sign(
     src: &str,
     key: &std::path::Path,
     password_file: Option<&std::path::Path>,
+    recursive: bool,
     opts: &RemoteOptions,
 ) -> Result<(), String> {
     let signer = crate::sign::keyring::load_key(key, password_file, "--key-password-file FILE")
         .map_err(|e| format!("--key {}: {e}", key.display()))?;
-    let attached = crate::attach::run(&src.parse()?, &signer, opts).map_err(|e| e.message)?;
+    let attached =
+        crate::attach::run(&src.parse()?, &signer, recursive, opts).map_err(|e| e.message)?;
     for (subject, predicate_type, digest) in &attached.signatures {
         println!("{subject} {predicate_type} {digest}");
     }

@@ -100,6 +100,7 @@ pub fn export(
             signer: signer.as_ref(),
             created: Some(&created),
             format: plan.opts.sign_format(),
+            recursive: plan.opts.sign_recursive(),
             repository: plan.names.first().map(|n| n.name()).unwrap_or_default(),
         };
         sign::sign_graph(&mut graph, &how)?;

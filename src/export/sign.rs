@@ -2,10 +2,14 @@
 //! the image and its attestations signed, as cosign signs them, and the
 //! signatures added to the graph as referrers.
 //!
-//! - The root, and each platform manifest under an index, get a bundle of
-//!   cosign's `sign/v1` statement naming their digest (what `cosign sign
-//!   --recursive` makes), so `cosign verify` passes for the tag and for
-//!   each platform's digest.
+//! - The root gets a bundle of cosign's `sign/v1` statement naming its
+//!   digest, as `cosign sign` signs an index: `cosign verify` passes for the
+//!   tag and the root's digest, which is what a pull by tag resolves to.
+//!   With `oxport.sign-recursive`, so does each platform manifest under an
+//!   index (`cosign sign --recursive`), for verifiers given a platform's
+//!   digest. Not by default: each signature is three more requests to the
+//!   registry (bundle upload and manifest), which on a small image is most
+//!   of what signing costs.
 //! - Each attestation statement is signed as it is (a DSSE envelope of the
 //!   statement's own bytes) and attached to the platform manifest the
 //!   attestation manifest is for, which is what the statement names as its
@@ -45,6 +49,8 @@ pub(super) struct Signing<'a> {
     /// RFC 3339; dates the bundles.
     pub created: Option<&'a str>,
     pub format: SignFormat,
+    /// Each platform manifest under an index signed too.
+    pub recursive: bool,
     /// `registry/path` of the image's first name (empty without names).
     pub repository: String,
 }
@@ -53,10 +59,11 @@ pub(super) struct Signing<'a> {
 pub(super) fn sign_graph(graph: &mut Graph, how: &Signing<'_>) -> Result<()> {
     let root = graph.root.clone();
     let mut signed = vec![root.clone()];
-    if !graph
-        .image_manifests
-        .iter()
-        .any(|m| m.digest == root.digest)
+    if how.recursive
+        && !graph
+            .image_manifests
+            .iter()
+            .any(|m| m.digest == root.digest)
     {
         signed.extend(graph.image_manifests.iter().cloned());
     }

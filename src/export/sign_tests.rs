@@ -8,13 +8,23 @@ use crate::model::{Attestation, AttestationContent, AttestationKind, ExportReque
 use crate::sign::bundle::Bundle;
 use crate::sign::PrivateKey;
 
-/// Bundles only, as an export signs unless `oxport.sign-format` says.
+/// Bundles only, the root alone of the image's manifests, as an export
+/// signs unless `oxport.sign-format` or `oxport.sign-recursive` say.
 fn bundles<'a>(k: &'a PrivateKey, created: Option<&'a str>) -> Signing<'a> {
     Signing {
         signer: k,
         created,
         format: SignFormat::Bundle,
+        recursive: false,
         repository: "r.example/app".into(),
+    }
+}
+
+/// [`bundles`] with each platform manifest signed too.
+fn recursive<'a>(k: &'a PrivateKey, created: Option<&'a str>) -> Signing<'a> {
+    Signing {
+        recursive: true,
+        ..bundles(k, created)
     }
 }
 
@@ -97,12 +107,32 @@ fn signed(graph: &Graph, key: &PrivateKey) -> Vec<(String, String)> {
 }
 
 #[test]
-fn an_index_its_platforms_and_each_statement_are_signed() {
+fn by_default_the_index_and_each_statement_are_signed_not_the_platforms() {
     let req = two_platforms_with_provenance();
     let mut graph = graph_of(&req);
     let unsigned = graph.blobs.len();
     let k = key();
-    sign_graph(&mut graph, &bundles(&k, Some("2024-01-02T03:04:05Z"))).unwrap();
+    sign_graph(&mut graph, &bundles(&k, None)).unwrap();
+    let got = signed(&graph, &k);
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got[0].0, graph.root.digest);
+    assert!(got[0].1.contains(&graph.root.digest[7..]));
+    assert!(got[0].1.contains(artifacts::SIGN_PREDICATE_TYPE));
+    for (i, m) in graph.image_manifests.iter().enumerate() {
+        assert_eq!(got[1 + i].0, m.digest);
+        assert!(got[1 + i].1.contains("https://slsa.dev/provenance/v0.2"));
+        assert!(!got[1 + i].1.contains(artifacts::SIGN_PREDICATE_TYPE));
+    }
+    assert_eq!(graph.blobs.len(), unsigned + 6);
+}
+
+#[test]
+fn recursively_an_index_its_platforms_and_each_statement_are_signed() {
+    let req = two_platforms_with_provenance();
+    let mut graph = graph_of(&req);
+    let unsigned = graph.blobs.len();
+    let k = key();
+    sign_graph(&mut graph, &recursive(&k, Some("2024-01-02T03:04:05Z"))).unwrap();
     let got = signed(&graph, &k);
     // The index, two platform manifests, two provenance statements.
     assert_eq!(got.len(), 5, "{got:?}");
@@ -143,8 +173,9 @@ fn legacy_attestation_manifests_are_signed_for_their_image_too() {
     let k = key();
     sign_graph(&mut graph, &bundles(&k, None)).unwrap();
     let got = signed(&graph, &k);
-    assert_eq!(got.len(), 4, "{got:?}");
-    assert_eq!(got[3].0, graph.image_manifests[0].digest);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[1].0, graph.image_manifests[0].digest);
+    assert!(got[1].1.contains("https://slsa.dev/provenance/v0.2"));
 }
 
 #[test]
@@ -152,7 +183,7 @@ fn a_single_manifest_root_is_signed_once() {
     let req = request("oci", &[], SINGLE);
     let mut graph = graph_of(&req);
     let k = key();
-    sign_graph(&mut graph, &bundles(&k, None)).unwrap();
+    sign_graph(&mut graph, &recursive(&k, None)).unwrap();
     let got = signed(&graph, &k);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].0, graph.root.digest);
@@ -190,7 +221,7 @@ fn the_tag_scheme_holds_a_sig_per_signed_manifest_and_an_att_per_platform() {
         let mut graph = graph_of(&req);
         let how = Signing {
             format,
-            ..self::bundles(&k, None)
+            ..self::recursive(&k, None)
         };
         sign_graph(&mut graph, &how).unwrap();
         assert_eq!(graph.signatures.len(), bundles, "{format:?}");
@@ -229,4 +260,28 @@ fn the_tag_scheme_holds_a_sig_per_signed_manifest_and_an_att_per_platform() {
             assert!(statement.contains(&m.digest[7..]), "{statement}");
         }
     }
+}
+
+#[test]
+fn by_default_the_tag_scheme_has_one_sig_for_the_index() {
+    let req = two_platforms_with_provenance();
+    let k = key();
+    let mut graph = graph_of(&req);
+    let how = Signing {
+        format: SignFormat::Legacy,
+        ..bundles(&k, None)
+    };
+    sign_graph(&mut graph, &how).unwrap();
+    let mut names: Vec<String> = graph
+        .signature_tags
+        .iter()
+        .map(|(t, _)| t.clone())
+        .collect();
+    names.sort();
+    let mut want = vec![tags::tag_for(&graph.root.digest, TagKind::Signatures)];
+    for m in &graph.image_manifests {
+        want.push(tags::tag_for(&m.digest, TagKind::Attestations));
+    }
+    want.sort();
+    assert_eq!(names, want);
 }

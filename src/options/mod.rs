@@ -47,6 +47,8 @@ pub mod keys {
     pub const SIGN: &str = "oxport.sign";
     /// oxport: where signatures go (`bundle`, `legacy` tags or `both`).
     pub const SIGN_FORMAT: &str = "oxport.sign-format";
+    /// oxport: also sign each platform manifest under an index (cosign's `--recursive`).
+    pub const SIGN_RECURSIVE: &str = "oxport.sign-recursive";
 }
 
 /// When a push maintains the referrers fallback tag index.
@@ -136,6 +138,9 @@ pub struct ExportOptions {
     pub sign: Option<String>,
     /// Where the signatures go (`oxport.sign-format`); `None` when not given.
     pub sign_format: Option<SignFormat>,
+    /// Also sign each platform manifest (`oxport.sign-recursive`); `None`
+    /// when not given.
+    pub sign_recursive: Option<bool>,
     pub annotations: AnnotationSet,
     /// Unknown attributes: copied into the result metadata.
     pub extra_metadata: BTreeMap<String, String>,
@@ -243,6 +248,7 @@ impl ExportOptions {
             referrers_fallback: ReferrersFallback::Auto,
             sign: None,
             sign_format: None,
+            sign_recursive: None,
             annotations,
             extra_metadata: BTreeMap::new(),
         };
@@ -359,6 +365,9 @@ impl ExportOptions {
                     o.sign = Some(v.clone());
                 }
                 keys::SIGN_FORMAT => o.sign_format = Some(SignFormat::parse(k, v)?),
+                keys::SIGN_RECURSIVE => {
+                    o.sign_recursive = Some(v.is_empty() || bool_attr(k, v)?)
+                }
                 keys::BUILDINFO | keys::BUILDINFO_ATTRS => {}
                 _ => {
                     o.extra_metadata.insert(k.clone(), v.clone());
@@ -366,15 +375,28 @@ impl ExportOptions {
             }
         }
 
-        if o.sign_format.is_some() && o.sign.is_none() {
-            return Err(ExportError::invalid(
-                keys::SIGN_FORMAT,
-                format!(
-                    "{} says where signatures go, but no key was named: add {}=NAME",
+        if o.sign.is_none() {
+            let given = [
+                (
+                    o.sign_format.is_some(),
                     keys::SIGN_FORMAT,
-                    keys::SIGN
+                    "where signatures go",
                 ),
-            ));
+                (
+                    o.sign_recursive.is_some(),
+                    keys::SIGN_RECURSIVE,
+                    "what is signed",
+                ),
+            ];
+            if let Some((_, key, what)) = given.into_iter().find(|g| g.0) {
+                return Err(ExportError::invalid(
+                    key,
+                    format!(
+                        "{key} says {what}, but no key was named: add {}=NAME",
+                        keys::SIGN
+                    ),
+                ));
+            }
         }
         // BuildKit validates only when oci-mediatypes was given.
         if o.oci_types == Some(false) {
@@ -423,6 +445,12 @@ impl ExportOptions {
             ));
         }
         Ok(())
+    }
+
+    /// Whether each platform manifest under an index is signed too (not
+    /// unless `oxport.sign-recursive` says, as `cosign sign` signs).
+    pub fn sign_recursive(&self) -> bool {
+        self.sign_recursive.unwrap_or(false)
     }
 
     /// Where the signatures go (bundles unless `oxport.sign-format` says).
@@ -493,6 +521,7 @@ impl ExportOptions {
         if let Some(name) = &self.sign {
             put(keys::SIGN, name.clone());
             put(keys::SIGN_FORMAT, self.sign_format().as_str().into());
+            put(keys::SIGN_RECURSIVE, self.sign_recursive().to_string());
         }
         m
     }

@@ -155,3 +155,23 @@ fn the_sign_format_is_parsed_and_needs_a_key() {
     assert_eq!(err.kind, ErrorKind::InvalidArgument);
     assert!(err.message.contains("oxport.sign=NAME"), "{err}");
 }
+
+#[test]
+fn platform_manifests_are_signed_only_when_asked_and_with_a_key() {
+    let o = ExportOptions::parse("image", &attrs(&[("oxport.sign", "k")]), 0).unwrap();
+    assert!(!o.sign_recursive());
+    assert_eq!(o.effective()["oxport.sign-recursive"], "false");
+    for (v, want) in [("", true), ("true", true), ("1", true), ("false", false)] {
+        let a = attrs(&[("oxport.sign", "k"), ("oxport.sign-recursive", v)]);
+        let o = ExportOptions::parse("oci", &a, 0).unwrap();
+        assert_eq!(o.sign_recursive(), want, "{v:?}");
+    }
+    let bad = attrs(&[("oxport.sign", "k"), ("oxport.sign-recursive", "yes")]);
+    let err = ExportOptions::parse("image", &bad, 0).unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("oxport.sign-recursive"));
+    let keyless = attrs(&[("oxport.sign-recursive", "true")]);
+    let err = ExportOptions::parse("image", &keyless, 0).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidArgument);
+    assert_eq!(err.field.as_deref(), Some("oxport.sign-recursive"));
+    assert!(err.message.contains("oxport.sign=NAME"), "{err}");
+}

@@ -101,6 +101,20 @@ pub fn get(port: u16, path: &str) -> Response {
     r
 }
 
+/// The digest `repo:1` names.
+pub fn root(port: u16, repo: &str) -> String {
+    let body = get(port, &format!("/v2/{repo}/manifests/1")).body;
+    format!("sha256:{}", sha256_hex(&body))
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The platform manifests' digests of `repo:1`.
 pub fn platforms(port: u16, repo: &str) -> Vec<String> {
     let index: Value =
@@ -187,21 +201,33 @@ pub fn cosign_and_registries() -> Option<(PathBuf, Registry, ReferrersRegistry)>
     Some((bin, plain, ReferrersRegistry::start()?))
 }
 
-/// Every check of one signed push: the tag and each platform verify, each
-/// platform's provenance and SBOM verify as attestations, another key fails.
-pub fn check_signed(bin: &Path, port: u16, repo: &str, kind: &str) {
+/// cosign's statement type of an image signature.
+pub const SIGN_TYPE: &str = "\"type\":\"https://sigstore.dev/cosign/sign/v1\"";
+
+/// Every check of one signed push: the tag verifies with an image
+/// signature, each platform's provenance and SBOM verify as attestations,
+/// another key fails. Each platform digest verifies too: with an image
+/// signature of its own when `recursive`, else through the attestation
+/// bundles alone (cosign v3's `verify` accepts any bundle of the key).
+pub fn check_signed(bin: &Path, port: u16, repo: &str, kind: &str, recursive: bool) {
     let host = format!("127.0.0.1:{port}");
     let (_, public) = key_args(kind);
     let (_, other) = key_args(if kind == "cosign" { "plain" } else { "cosign" });
     let tag = format!("{host}/{repo}:1");
-    assert_verifies(&verify(bin, &public, "", &tag), &format!("verify {tag}"));
+    let o = verify(bin, &public, "", &tag);
+    assert_verifies(&o, &format!("verify {tag}"));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(SIGN_TYPE));
     let digests = platforms(port, repo);
     assert_eq!(digests.len(), 2, "two platforms");
     for d in &digests {
         let image = format!("{host}/{repo}@{d}");
-        assert_verifies(
-            &verify(bin, &public, "", &image),
-            &format!("verify {image}"),
+        let o = verify(bin, &public, "", &image);
+        assert_verifies(&o, &format!("verify {image}"));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(
+            out.contains(SIGN_TYPE),
+            recursive,
+            "an image signature of {image} (recursive: {recursive}): {out}"
         );
         // The example's provenance is SLSA v1, its SBOM SPDX.
         for t in ["slsaprovenance1", "spdxjson"] {
