@@ -123,6 +123,12 @@ impl RegistryClient {
             } else {
                 settle_delay()
             };
+            debug!(
+                tag = x.tag,
+                round,
+                settle_ms = settle.as_millis() as u64,
+                "written; reading it again after the settle delay"
+            );
             tokio::time::sleep(settle).await;
             let after = self.get_manifest_scoped(x.repo, x.tag, &scope).await?;
             if let Some(m) = &after {
