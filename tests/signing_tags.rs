@@ -3,7 +3,8 @@
 //! `tests/tools.sh`) on its older verification path, on Debian's
 //! `docker-registry` and on a registry with the referrers API. A second
 //! signing adds to the tags instead of replacing them, and a layout names
-//! the tags in its `index.json`.
+//! the tags in its `index.json`. `oxport verify` and `inspect` read the
+//! tags, oxport's and cosign's own.
 
 mod registry_support;
 mod signing_support;
@@ -29,6 +30,18 @@ fn tags(port: u16, repo: &str) -> Vec<String> {
         .iter()
         .map(|t| t.as_str().unwrap().to_string())
         .collect()
+}
+
+/// `oxport verify SRC --key KEY`; the number of signatures it printed as
+/// verified when it passed, None when it refused.
+fn oxport_verify(src: &str, key: &Path) -> Option<usize> {
+    let o = registry_support::oxport(
+        &["verify", "--insecure", src, "--key", key.to_str().unwrap()],
+        &[],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    let verified = out.lines().filter(|l| l.ends_with(": verified")).count();
+    o.status.success().then_some(verified)
 }
 
 /// The layers of the tag manifest `repo:tag`.
@@ -129,6 +142,11 @@ fn legacy_alone_is_found_by_default_and_a_second_signing_adds_to_the_tags() {
         !listed.contains(&index.replace(':', "-")),
         "a fallback tag for the index: {listed:?}"
     );
+    // oxport's own verifier reads the tags as cosign does: the index's
+    // signature and the four statements (two per platform) verify.
+    let src = format!("docker://{host}/legacy:1");
+    assert_eq!(oxport_verify(&src, &plain_pub), Some(5));
+    assert_eq!(oxport_verify(&src, &cosign_pub), None, "another key");
     // cosign's default path finds no bundle and falls back to the tags.
     let digests = platforms(port, "legacy");
     let image = format!("{host}/legacy@{}", digests[0]);
@@ -146,6 +164,9 @@ fn legacy_alone_is_found_by_default_and_a_second_signing_adds_to_the_tags() {
     push_with(&host, "legacy", "cosign", ",oxport.sign-format=legacy");
     let sig = format!("{}.sig", index.replace(':', "-"));
     assert_eq!(tag_layers(port, "legacy", &sig).len(), 2, "{sig}");
+    // Each key now verifies its half of the ten signatures.
+    assert_eq!(oxport_verify(&src, &plain_pub), Some(5));
+    assert_eq!(oxport_verify(&src, &cosign_pub), Some(5));
     for key in [&plain_pub, &cosign_pub] {
         assert_verifies(
             &verify_tags(&bin, key, "", &format!("{host}/legacy@{index}")),
@@ -193,6 +214,20 @@ fn a_layout_names_the_tags_and_a_keyless_format_is_refused() {
     assert!(names.contains(&format!("{root}.sig").as_str()), "{names:?}");
     assert_eq!(names.iter().filter(|n| n.ends_with(".sig")).count(), 1);
     assert_eq!(names.iter().filter(|n| n.ends_with(".att")).count(), 2);
+    // oxport reads the tags as signatures, not as images of their own.
+    let (_, public) = key_args("plain");
+    let src = format!("oci-archive:{}", tar.display());
+    assert_eq!(oxport_verify(&src, &public), Some(5));
+    assert_eq!(oxport_verify(&src, &key_args("cosign").1), None);
+    let o = registry_support::oxport(&["inspect", "--format", "json", &src], &[]);
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["roots"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(
+        report["signatures"].as_array().unwrap().len(),
+        5,
+        "{report}"
+    );
+    assert_eq!(report["problems"].as_array().unwrap().len(), 0, "{report}");
 
     // A format without a key is refused, naming the attribute, and leaves
     // no output.
@@ -213,4 +248,36 @@ fn a_layout_names_the_tags_and_a_keyless_format_is_refused() {
         "a refused export left {}",
         refused.display()
     );
+}
+
+#[test]
+fn oxport_verify_reads_the_sig_tag_cosign_writes() {
+    let Some((bin, plain, _referrers)) = cosign_and_registries() else {
+        return;
+    };
+    let host = plain.host();
+    push(&host, "by-cosign", "");
+    let index = root(plain.port, "by-cosign");
+    let k = keys();
+    let password = std::fs::read_to_string(k.join("cosign.password")).unwrap();
+    let o = std::process::Command::new(&bin)
+        .args(["sign", "--yes", "--key"])
+        .arg(k.join("cosign.key"))
+        .args([
+            "--tlog-upload=false",
+            "--new-bundle-format=false",
+            "--use-signing-config=false",
+            "--allow-http-registry",
+            &format!("{host}/by-cosign@{index}"),
+        ])
+        .env("HOME", std::env::temp_dir())
+        .env("COSIGN_PASSWORD", password.trim_end())
+        .output()
+        .expect("run cosign sign");
+    assert_verifies(&o, "sign --new-bundle-format=false");
+    let sig = format!("{}.sig", index.replace(':', "-"));
+    assert!(tags(plain.port, "by-cosign").contains(&sig));
+    let src = format!("docker://{host}/by-cosign:1");
+    assert_eq!(oxport_verify(&src, &k.join("cosign.pub")), Some(1));
+    assert_eq!(oxport_verify(&src, &k.join("plain-pkcs8.pub")), None);
 }

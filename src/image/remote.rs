@@ -159,22 +159,34 @@ impl RegistrySource {
         if let Some(b) = self.cached(digest) {
             return Ok(Some(b));
         }
-        let (c, repo, d) = (
+        Ok(self.fetch(digest)?.map(|(_, bytes)| bytes))
+    }
+
+    /// The manifest the tag `tag` of the image's repository names, read and
+    /// kept like [`Self::load`]'s; None when there is no such tag.
+    pub fn load_tag(&self, tag: &str) -> Result<Option<Descriptor>> {
+        Ok(self.fetch(tag)?.map(|(d, _)| d))
+    }
+
+    /// Reads the manifest at `at` (a digest, checked by the client, or a
+    /// tag) and keeps it by its digest.
+    fn fetch(&self, at: &str) -> Result<Option<(Descriptor, Bytes)>> {
+        let (c, repo, a) = (
             self.client.clone(),
             self.reference.path.clone(),
-            digest.to_string(),
+            at.to_string(),
         );
         let Some(m) = self
             .bridge
-            .call(async move { c.get_manifest(&repo, &d).await })??
+            .call(async move { c.get_manifest(&repo, &a).await })??
         else {
             return Ok(None);
         };
         self.manifests
             .lock()
             .expect("manifest cache")
-            .insert(digest.to_string(), m.bytes.clone());
-        Ok(Some(m.bytes))
+            .insert(m.descriptor.digest.clone(), m.bytes.clone());
+        Ok(Some((m.descriptor, m.bytes)))
     }
 
     /// The manifests that name `subject`: from the referrers API when the

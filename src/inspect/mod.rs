@@ -9,7 +9,9 @@
 //! - [`render`]: the report as text or as JSON.
 //! - [`referrers`]: a registry image's referrers (API or fallback tag).
 //! - [`signatures`]: sigstore bundles among them, checked with a key.
+//! - [`legacy_tags`]: cosign's older `.sig` and `.att` tags, checked too.
 
+pub mod legacy_tags;
 pub mod referrers;
 pub mod render;
 pub mod signatures;
@@ -379,13 +381,19 @@ fn walk(
     let mut root_at: HashMap<String, usize> = HashMap::new();
     let mut detached = Vec::new();
     let mut signed = Vec::new();
+    let mut tagged = Vec::new();
     for (i, e) in top.manifests.iter().enumerate() {
+        let at = format!("index.json/manifests[{i}]");
+        let ref_name = e.annotations.get(ANNOTATION_REF_NAME);
+        if let Some(tag) = ref_name.and_then(|n| legacy_tags::parse_tag(n)) {
+            tagged.push((e.clone(), tag, at));
+            continue;
+        }
         if let Some(r) = src.reference() {
-            if e.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) != Some(r) {
+            if ref_name.map(String::as_str) != Some(r) {
                 continue;
             }
         }
-        let at = format!("index.json/manifests[{i}]");
         if is_attestation_entry(e) {
             detached.push((e.clone(), at));
             continue;
@@ -435,10 +443,18 @@ fn walk(
         .into_iter()
         .filter_map(|(e, at)| w.signature(&e, &at))
         .collect();
+    // A layout's cosign tags: with a reference, those of its image only.
+    let tree = legacy_tags::tree_digests(&roots);
+    for (e, (subject, kind), at) in tagged {
+        if src.reference().is_none() || tree.contains(&subject) {
+            sigs.extend(w.tag_signatures(&e, (&subject, kind), &at));
+        }
+    }
     if let Some(remote) = remote {
         let (attestations, found) = referrers::collect(&mut w, &mut roots, remote);
         alone.extend(attestations);
         sigs.extend(found);
+        sigs.extend(legacy_tags::from_registry(&mut w, &tree, remote));
     }
     Ok(Report {
         source: source.to_string(),

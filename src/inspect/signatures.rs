@@ -1,6 +1,7 @@
 //! Signatures of an image: sigstore bundles attached as referrers (listed in
 //! a layout's `index.json`, or found through a registry's referrers), each
-//! with what it signs and, given a public key, whether it verifies.
+//! with what it signs and, given a public key, whether it verifies. cosign's
+//! older `.sig` and `.att` tags are read by [`super::legacy_tags`].
 //!
 //! A signature verifies when its DSSE envelope's signature checks under the
 //! key and its in-toto statement names the signed manifest's digest as a
@@ -78,7 +79,13 @@ impl Walker<'_> {
 fn verify(bundle: &[u8], key: &PublicKey, subject: &str) -> Result<(), String> {
     let b = Bundle::from_json(bundle)?;
     let statement = b.dsse_envelope.verify(key)?;
-    let v: Value = serde_json::from_slice(&statement)
+    names_subject(&statement, subject)
+}
+
+/// Whether the in-toto `statement` names `subject` (`sha256:<hex>`) among
+/// its subjects.
+pub(super) fn names_subject(statement: &[u8], subject: &str) -> Result<(), String> {
+    let v: Value = serde_json::from_slice(statement)
         .map_err(|e| format!("the signed statement is not JSON: {e}"))?;
     let hex = subject.strip_prefix("sha256:").unwrap_or(subject);
     let names = v
