@@ -21,18 +21,6 @@ use crate::sign::bundle::Envelope;
 use crate::sign::tags::{self, TagKind, ANN_PREDICATE_TYPE, ANN_SIGNATURE};
 use crate::sign::PublicKey;
 
-/// The digest and kind a tag name of cosign's scheme is for, if it is one.
-pub fn parse_tag(name: &str) -> Option<(String, TagKind)> {
-    let (stem, kind) = if let Some(s) = name.strip_suffix(".sig") {
-        (s, TagKind::Signatures)
-    } else {
-        (name.strip_suffix(".att")?, TagKind::Attestations)
-    };
-    let hex = stem.strip_prefix("sha256-")?;
-    let lower_hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
-    (hex.len() == 64 && hex.chars().all(lower_hex)).then(|| (format!("sha256:{hex}"), kind))
-}
-
 /// The roots and image manifests of the tree, in order, each once: what
 /// cosign signs.
 pub(super) fn tree_digests(roots: &[Root]) -> Vec<String> {
@@ -156,34 +144,6 @@ fn verify_layer(
                 serde_json::from_slice(content).map_err(|e| format!("not a DSSE envelope: {e}"))?;
             let statement = envelope.verify(key)?;
             names_subject(&statement, subject)
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_cosign_tag_names_parse() {
-        let hex = "a".repeat(64);
-        assert_eq!(
-            parse_tag(&format!("sha256-{hex}.sig")),
-            Some((format!("sha256:{hex}"), TagKind::Signatures))
-        );
-        assert_eq!(
-            parse_tag(&format!("sha256-{hex}.att")),
-            Some((format!("sha256:{hex}"), TagKind::Attestations))
-        );
-        for name in [
-            format!("sha256-{hex}"),
-            format!("sha256-{hex}.sbom"),
-            format!("sha256-{}.sig", "a".repeat(63)),
-            format!("sha256-{}.sig", "A".repeat(64)),
-            format!("sha512-{hex}.sig"),
-            "latest".to_string(),
-        ] {
-            assert_eq!(parse_tag(&name), None, "{name}");
         }
     }
 }

@@ -385,7 +385,7 @@ fn walk(
     for (i, e) in top.manifests.iter().enumerate() {
         let at = format!("index.json/manifests[{i}]");
         let ref_name = e.annotations.get(ANNOTATION_REF_NAME);
-        if let Some(tag) = ref_name.and_then(|n| legacy_tags::parse_tag(n)) {
+        if let Some(tag) = ref_name.and_then(|n| crate::sign::tags::tag_subject(n)) {
             tagged.push((e.clone(), tag, at));
             continue;
         }

@@ -54,6 +54,18 @@ pub fn tag_for(digest: &str, kind: TagKind) -> String {
     format!("{}.{suffix}", digest.replacen(':', "-", 1))
 }
 
+/// The digest and kind a tag of cosign's scheme is for ([`tag_for`]
+/// backwards); None for any other tag.
+pub fn tag_subject(tag: &str) -> Option<(String, TagKind)> {
+    let (stem, kind) = if let Some(s) = tag.strip_suffix(".sig") {
+        (s, TagKind::Signatures)
+    } else {
+        (tag.strip_suffix(".att")?, TagKind::Attestations)
+    };
+    let digest = stem.replacen('-', ":", 1);
+    crate::oci::is_sha256_digest(&digest).then_some((digest, kind))
+}
+
 /// The simple-signing payload that a `.sig` layer signs: `digest`, pushed
 /// to `repository` (`registry/path`, no tag).
 pub fn simple_signing_payload(repository: &str, digest: &str) -> Vec<u8> {

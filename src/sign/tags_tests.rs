@@ -127,3 +127,25 @@ fn merging_keeps_what_the_tag_lists_and_adds_what_it_lacks() {
     assert_eq!(merged[0], layers_of(&theirs).unwrap()[0]);
     assert!(merged_layers(Some(b"not json"), &[ours]).is_err());
 }
+
+#[test]
+fn only_cosign_tag_names_give_a_subject() {
+    let hex = "a".repeat(64);
+    let digest = format!("sha256:{hex}");
+    for kind in [TagKind::Signatures, TagKind::Attestations] {
+        assert_eq!(
+            tag_subject(&tag_for(&digest, kind)),
+            Some((digest.clone(), kind))
+        );
+    }
+    for name in [
+        format!("sha256-{hex}"),
+        format!("sha256-{hex}.sbom"),
+        format!("sha256-{}.sig", "a".repeat(63)),
+        format!("sha256-{}.sig", "A".repeat(64)),
+        format!("sha512-{hex}.sig"),
+        "latest".to_string(),
+    ] {
+        assert_eq!(tag_subject(&name), None, "{name}");
+    }
+}
