@@ -3,7 +3,7 @@
 //! the manifests that name the digest as their subject. The fallback index
 //! is extended as [`super::tag_merge`] extends tags several writers share.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE};
@@ -14,7 +14,7 @@ use tracing::debug;
 use super::auth::pull_scope;
 use super::error::{RegistryError, Result};
 use super::manifests::{media_type_of, MAX_MANIFEST};
-use super::tag_merge::{settle_delay, Extended, TagExtension};
+use super::tag_merge::{Extended, SettleClock, TagExtension};
 use super::{check_digest, Call, RegistryClient};
 use crate::json::{self, Object};
 use crate::oci::{self, Descriptor};
@@ -66,6 +66,7 @@ pub fn referrer_descriptor(desc: &Descriptor, manifest: &[u8]) -> Result<Descrip
 /// A manifest put into a repository that names a subject: its descriptor
 /// and bytes, and the subject's digest as the image's model has it (the
 /// push knows what it built or read; the bytes are not parsed for it).
+#[derive(Clone, Copy)]
 pub struct Referrer<'a> {
     pub desc: &'a Descriptor,
     pub bytes: &'a [u8],
@@ -132,14 +133,33 @@ impl RegistryClient {
     /// The referrers index from the referrers API, or None when the registry
     /// does not offer the API.
     pub async fn referrers(&self, repo: &str, digest: &str) -> Result<Option<Bytes>> {
+        self.referrers_scoped(repo, digest, &pull_scope(repo)).await
+    }
+
+    /// True when the registry answers the referrers API for `repo`, asked
+    /// with the token of a push (`scope`), before the push has put anything.
+    pub async fn answers_referrers_before_push(
+        &self,
+        repo: &str,
+        digest: &str,
+        scope: &str,
+    ) -> Result<bool> {
+        Ok(self.referrers_scoped(repo, digest, scope).await?.is_some())
+    }
+
+    async fn referrers_scoped(
+        &self,
+        repo: &str,
+        digest: &str,
+        scope: &str,
+    ) -> Result<Option<Bytes>> {
         check_digest(self.host(), digest)?;
-        let scope = pull_scope(repo);
         let resp = self
             .request_whole(
                 Call {
                     method: Method::GET,
                     url: self.url(&format!("/v2/{repo}/referrers/{digest}")),
-                    scope: &scope,
+                    scope,
                     headers: vec![(ACCEPT, HeaderValue::from_static(oci::MT_OCI_INDEX))],
                     body: Bytes::new(),
                 },
@@ -181,83 +201,79 @@ impl RegistryClient {
         indexed: bool,
         policy: ReferrersFallback,
     ) -> Result<Vec<String>> {
-        self.maintain_referrers_settling(repo, referrers, indexed, policy, settle_delay())
-            .await
-    }
-
-    /// [`Self::maintain_referrers`], each tag written waiting `settle`
-    /// before it is verified (a push draws one delay for all its tags).
-    pub async fn maintain_referrers_settling(
-        &self,
-        repo: &str,
-        referrers: &[Referrer<'_>],
-        indexed: bool,
-        policy: ReferrersFallback,
-        settle: Duration,
-    ) -> Result<Vec<String>> {
-        let mut by_subject: std::collections::BTreeMap<&str, Vec<Descriptor>> = Default::default();
-        for r in referrers {
-            by_subject
-                .entry(r.subject)
-                .or_default()
-                .push(referrer_descriptor(r.desc, r.bytes)?);
-        }
+        let by_subject = by_subject(referrers)?;
         let Some(first) = by_subject.keys().next() else {
             return Ok(Vec::new());
         };
-        let write = match policy {
-            ReferrersFallback::Never => false,
-            ReferrersFallback::Always => true,
-            ReferrersFallback::Auto => !indexed && !self.supports_referrers(repo, first).await?,
-        };
-        debug!(repo, indexed, write, "referrers");
-        let mut tags = Vec::new();
-        if !write {
-            return Ok(tags);
+        if !self.fallback_wanted(repo, first, indexed, policy).await? {
+            return Ok(Vec::new());
         }
         // Each subject has a tag of its own: they are written at once and
         // wait the same settle delay.
-        futures_util::future::try_join_all(by_subject.iter().map(|(subject, descs)| {
-            self.add_fallback_referrers_settling(repo, subject, descs, settle)
+        let clock = SettleClock::start();
+        futures_util::future::try_join_all(by_subject.iter().map(|(subject, add)| async move {
+            self.extend_tag(&fallback_extension(repo, subject, add), clock)
+                .await
         }))
         .await?;
-        tags.extend(by_subject.keys().map(|s| fallback_tag(s)));
-        Ok(tags)
+        Ok(by_subject.keys().map(|s| fallback_tag(s)).collect())
     }
 
-    /// Lists `add` in the fallback tag index of `subject`, keeping what it
-    /// lists already. Returns when a read `settle` after the write shows all
-    /// of `add`.
-    async fn add_fallback_referrers_settling(
+    /// Whether the referrers of `repo` need fallback tags: as `policy` says,
+    /// and by default unless the registry indexed the subjects itself
+    /// (`indexed`) or answers the referrers API for `probe` (a subject).
+    pub async fn fallback_wanted(
         &self,
         repo: &str,
-        subject: &str,
-        add: &[Descriptor],
-        settle: Duration,
-    ) -> Result<()> {
-        let tag = fallback_tag(subject);
-        let want: Vec<&str> = add.iter().map(|d| d.digest.as_str()).collect();
-        let extend = |current: Option<&[u8]>| -> Result<Option<Extended>> {
-            Ok(merge(current, add)?.map(|manifest| Extended {
-                manifest,
-                blobs: Vec::new(),
-            }))
+        probe: &str,
+        indexed: bool,
+        policy: ReferrersFallback,
+    ) -> Result<bool> {
+        let write = match policy {
+            ReferrersFallback::Never => false,
+            ReferrersFallback::Always => true,
+            ReferrersFallback::Auto => !indexed && !self.supports_referrers(repo, probe).await?,
         };
-        let holds = |index: &[u8]| -> Result<bool> {
-            let listed = listed_digests(index)?;
-            Ok(want.iter().all(|w| listed.iter().any(|l| l == w)))
-        };
-        self.extend_tag(
-            &TagExtension {
-                repo,
-                tag: &tag,
-                media_type: oci::MT_OCI_INDEX,
-                extend: &extend,
-                holds: &holds,
-            },
-            settle,
-        )
-        .await
+        debug!(repo, indexed, write, "referrers");
+        Ok(write)
+    }
+}
+
+/// The referrers by subject, as their fallback tags list them.
+pub fn by_subject<'a>(referrers: &[Referrer<'a>]) -> Result<BTreeMap<&'a str, Vec<Descriptor>>> {
+    let mut by_subject: BTreeMap<&str, Vec<Descriptor>> = BTreeMap::new();
+    for r in referrers {
+        by_subject
+            .entry(r.subject)
+            .or_default()
+            .push(referrer_descriptor(r.desc, r.bytes)?);
+    }
+    Ok(by_subject)
+}
+
+/// The extension of `subject`'s fallback tag in `repo` that lists `add`,
+/// keeping what the tag lists already.
+pub fn fallback_extension<'a>(
+    repo: &'a str,
+    subject: &str,
+    add: &'a [Descriptor],
+) -> TagExtension<'a> {
+    let extend = move |current: Option<&[u8]>| -> Result<Option<Extended>> {
+        Ok(merge(current, add)?.map(|manifest| Extended {
+            manifest,
+            blobs: Vec::new(),
+        }))
+    };
+    let holds = move |index: &[u8]| -> Result<bool> {
+        let listed = listed_digests(index)?;
+        Ok(add.iter().all(|w| listed.contains(&w.digest)))
+    };
+    TagExtension {
+        repo,
+        tag: fallback_tag(subject),
+        media_type: oci::MT_OCI_INDEX,
+        extend: Box::new(extend),
+        holds: Box::new(holds),
     }
 }
 

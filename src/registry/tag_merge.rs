@@ -9,6 +9,13 @@
 //! concurrent writer that read before our write has written by the time we
 //! check.
 //!
+//! A push draws one delay for all the tags it writes ([`SettleClock`]),
+//! counted from when its first tag can be written, so that tags written
+//! later in the push (its signatures') are read again at the same time as
+//! the first ones, and none sooner than [`SETTLE`] after its own last write.
+//! The wait is idle time for the registry; what the push still has to put
+//! goes in it.
+//!
 //! The window that remains, on registries that ignore `If-Match`: a writer
 //! whose read-to-write takes longer than the settle delay (a stalled
 //! connection, say) overwrites the tag after we verified it and returned,
@@ -16,6 +23,8 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use tracing::debug;
@@ -31,9 +40,7 @@ const ROUNDS: u32 = 8;
 const SETTLE: Duration = Duration::from_millis(300);
 
 /// A settle delay: [`SETTLE`] and up to as much again of jitter, so that
-/// concurrent writers fall out of step. A push draws one for all the tags
-/// it writes, so it waits one delay, not one per tag nor the longest of
-/// several.
+/// concurrent writers fall out of step.
 pub fn settle_delay() -> Duration {
     SETTLE + jitter(SETTLE)
 }
@@ -49,6 +56,33 @@ fn jitter(max: Duration) -> Duration {
     Duration::from_millis(seed % (max.as_millis().max(1) as u64))
 }
 
+/// When the tags written together are read again: one settle delay drawn
+/// for all of them, from the clock's start, and never sooner than
+/// [`SETTLE`] after a tag's own last write.
+#[derive(Clone, Copy, Debug)]
+pub struct SettleClock {
+    deadline: Instant,
+    drawn: Duration,
+}
+
+impl SettleClock {
+    /// A clock with a delay drawn now ([`settle_delay`]).
+    pub fn start() -> SettleClock {
+        let drawn = settle_delay();
+        SettleClock {
+            deadline: Instant::now() + drawn,
+            drawn,
+        }
+    }
+
+    /// How long a tag written at `written` still waits.
+    fn wait_after(&self, written: Instant) -> Duration {
+        self.deadline
+            .max(written + SETTLE)
+            .saturating_duration_since(Instant::now())
+    }
+}
+
 /// What a tag is to hold after our additions: its manifest and the blobs
 /// that manifest names and the repository may lack.
 pub struct Extended {
@@ -58,33 +92,36 @@ pub struct Extended {
 
 /// A tag's new content given its current manifest (None: no tag); None
 /// when it holds all of ours already.
-pub type Extend<'a> = dyn Fn(Option<&[u8]>) -> Result<Option<Extended>> + Sync + 'a;
+pub type Extend<'a> = dyn Fn(Option<&[u8]>) -> Result<Option<Extended>> + Send + Sync + 'a;
 /// True when a manifest of the tag holds all of ours.
-pub type Holds<'a> = dyn Fn(&[u8]) -> Result<bool> + Sync + 'a;
+pub type Holds<'a> = dyn Fn(&[u8]) -> Result<bool> + Send + Sync + 'a;
 
 /// How one tag is extended.
 pub struct TagExtension<'a> {
     pub repo: &'a str,
-    pub tag: &'a str,
-    pub media_type: &'a str,
-    pub extend: &'a Extend<'a>,
-    pub holds: &'a Holds<'a>,
+    pub tag: String,
+    pub media_type: &'static str,
+    pub extend: Box<Extend<'a>>,
+    pub holds: Box<Holds<'a>>,
 }
 
 impl RegistryClient {
-    /// Extends a tag as `x` says; returns once a settled read shows it
-    /// holding all of ours. `first_settle` is the first round's delay; later
-    /// rounds draw their own.
-    pub(crate) async fn extend_tag(
-        &self,
-        x: &TagExtension<'_>,
-        first_settle: Duration,
-    ) -> Result<()> {
+    /// Extends a tag as `x` says; returns once a read after `clock`'s
+    /// delay shows it holding all of ours.
+    pub(crate) async fn extend_tag(&self, x: &TagExtension<'_>, clock: SettleClock) -> Result<()> {
+        let written = self.write_tag(x).await?;
+        self.settle_tag(x, clock, written).await
+    }
+
+    /// Reads the tag, extends it and writes it back, once: when it was
+    /// written, or None when it held all of ours already. A conditional
+    /// write that lost to another writer is tried again.
+    pub(crate) async fn write_tag(&self, x: &TagExtension<'_>) -> Result<Option<Instant>> {
         let scope = push_scope(x.repo, None);
-        for round in 0..ROUNDS {
-            let current = self.get_manifest_scoped(x.repo, x.tag, &scope).await?;
+        for attempt in 0..ROUNDS {
+            let current = self.get_manifest_scoped(x.repo, &x.tag, &scope).await?;
             let Some(next) = (x.extend)(current.as_ref().map(|m| m.bytes.as_ref()))? else {
-                return Ok(());
+                return Ok(None);
             };
             for (d, bytes) in next.blobs {
                 self.push_blob(
@@ -97,40 +134,56 @@ impl RegistryClient {
                 .await?;
             }
             let etag = current.as_ref().and_then(|m| m.etag.as_deref());
-            match self
+            let put = self
                 .put_manifest(
                     x.repo,
-                    x.tag,
+                    &x.tag,
                     x.media_type,
                     Bytes::from(next.manifest),
                     etag,
                 )
-                .await
-            {
-                Ok(_) => {}
+                .await;
+            match put {
+                Ok(_) => return Ok(Some(Instant::now())),
                 Err(RegistryError::PreconditionFailed { .. }) => {
                     debug!(
                         tag = x.tag,
-                        round, "the tag changed under us; reading it again"
+                        attempt, "the tag changed under us; reading it again"
                     );
                     tokio::time::sleep(jitter(SETTLE)).await;
-                    continue;
                 }
                 Err(e) => return Err(e),
             }
-            let settle = if round == 0 {
-                first_settle
-            } else {
-                settle_delay()
-            };
+        }
+        Err(self.kept_changing(x))
+    }
+
+    /// Returns once a read of the tag after `clock`'s delay (and at least
+    /// [`SETTLE`] after `written`) shows all of ours; a concurrent writer
+    /// that dropped some of ours is answered by extending the tag again,
+    /// with a delay of its own. `written` None: the tag needed nothing.
+    pub(crate) async fn settle_tag(
+        &self,
+        x: &TagExtension<'_>,
+        clock: SettleClock,
+        written: Option<Instant>,
+    ) -> Result<()> {
+        let Some(mut written) = written else {
+            return Ok(());
+        };
+        let scope = push_scope(x.repo, None);
+        let mut clock = clock;
+        for round in 0..ROUNDS {
+            let wait = clock.wait_after(written);
             debug!(
                 tag = x.tag,
                 round,
-                settle_ms = settle.as_millis() as u64,
+                settle_ms = clock.drawn.as_millis() as u64,
+                wait_ms = wait.as_millis() as u64,
                 "written; reading it again after the settle delay"
             );
-            tokio::time::sleep(settle).await;
-            let after = self.get_manifest_scoped(x.repo, x.tag, &scope).await?;
+            tokio::time::sleep(wait).await;
+            let after = self.get_manifest_scoped(x.repo, &x.tag, &scope).await?;
             if let Some(m) = &after {
                 if (x.holds)(&m.bytes)? {
                     return Ok(());
@@ -140,14 +193,23 @@ impl RegistryClient {
                 tag = x.tag,
                 round, "a concurrent writer replaced the tag; extending it again"
             );
+            clock = SettleClock::start();
+            match self.write_tag(x).await? {
+                Some(at) => written = at,
+                None => return Ok(()),
+            }
         }
-        Err(RegistryError::Unavailable {
+        Err(self.kept_changing(x))
+    }
+
+    fn kept_changing(&self, x: &TagExtension<'_>) -> RegistryError {
+        RegistryError::Unavailable {
             registry: self.host().to_string(),
             attempts: ROUNDS,
             detail: format!(
                 "the tag {}:{} kept changing under concurrent writers",
                 x.repo, x.tag
             ),
-        })
+        }
     }
 }

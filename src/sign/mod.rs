@@ -21,6 +21,15 @@ pub mod tags;
 pub use key::{PrivateKey, PublicKey};
 pub use keyring::Keyring;
 
+/// True for the media types of what signing alone adds to an image: a
+/// sigstore bundle, and the layers of cosign's `.sig` and `.att` tags.
+pub fn is_signature_media_type(media_type: &str) -> bool {
+    matches!(
+        media_type,
+        bundle::BUNDLE_MEDIA_TYPE | tags::MT_SIMPLE_SIGNING | tags::MT_DSSE_ENVELOPE
+    )
+}
+
 /// Signs messages: ECDSA P-256, ASN.1 DER over SHA-256 of the message.
 pub trait Signer: Send + Sync {
     /// The key that verifies this signer's signatures.

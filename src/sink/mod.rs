@@ -16,6 +16,8 @@
 //! - [`exported`]: an export's graph seen as an image.
 //! - [`push`]: the one push planner: an image's blobs and manifests in push
 //!   order, put into one repository.
+//! - [`referrer_tags`]: the fallback and signature tags a push writes, in
+//!   two waves that share one settle delay.
 //! - [`registry`]: an export pushed to the repositories its names point at.
 //! - [`schedule`]: which blob or manifest of a push may go next.
 //! - [`tar`]: Go's tar bytes.
@@ -23,6 +25,7 @@
 pub mod archive;
 pub mod exported;
 pub mod push;
+pub mod referrer_tags;
 pub mod registry;
 pub mod schedule;
 pub mod tar;

@@ -6,9 +6,10 @@
 //! Order within a repository: blobs and manifests a few at a time, each
 //! manifest once what it names is there (its config and layers, an index's
 //! manifests, its subject; [`super::schedule`]), then the referrers
-//! fallback tags the policy asks for and cosign's signature tags. Tags move
-//! only after every repository has its content, so a failure leaves no tag
-//! moved.
+//! fallback tags the policy asks for and cosign's signature tags
+//! ([`super::referrer_tags`]). Where fallback tags may follow, signatures
+//! go after the rest, while those tags settle. Tags move only after every
+//! repository has its content, so a failure leaves no tag moved.
 //!
 //! Why apart from the destinations: where blobs are read, how a client is
 //! made and which tags move differ between an export and a conversion; what
@@ -20,15 +21,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tracing::{debug, info};
 
-use super::schedule;
+use super::{referrer_tags, schedule};
 
 use crate::error::{ExportError, Result};
 use crate::image::Image;
 use crate::oci::Descriptor;
 use crate::options::ReferrersFallback;
 use crate::progress::Progress;
+use crate::registry::auth::push_scope;
 use crate::registry::referrers::Referrer;
-use crate::registry::tag_merge;
 use crate::registry::{
     BlobOpen, BlobPush, BytesBlob, PushContent, PushedManifest, RegistryClient, RegistryError,
 };
@@ -197,6 +198,12 @@ async fn push_blob(
 }
 
 /// Puts the plan into `repo`: blobs, manifests, referrers.
+///
+/// Where referrers may need fallback tags, the push goes in two runs: what
+/// the image is without its signatures, then (while the first tags are
+/// written and their settle delay runs) the signatures and their tags. The
+/// settle delay is idle time for the registry; a signature's bundle and
+/// manifest cost the push nothing there ([`referrer_tags`]).
 pub async fn push_repo(
     client: &RegistryClient,
     plan: &Plan,
@@ -206,17 +213,7 @@ pub async fn push_repo(
 ) -> Result<RepoReport, RegistryError> {
     // Several at once, as BuildKit and skopeo push: the registry hashes and
     // stores one blob while the next one is on the wire.
-    let blobs: Vec<&str> = plan.blobs.iter().map(|(d, _)| d.digest.as_str()).collect();
-    let manifests: Vec<schedule::Manifest<'_>> = plan
-        .manifests
-        .iter()
-        .map(|m| schedule::Manifest {
-            digest: &m.desc.digest,
-            bytes: &m.bytes,
-            subject: m.subject.as_deref(),
-        })
-        .collect();
-    let deps = schedule::dependencies(&blobs, &manifests);
+    let deps = dependencies(plan);
     let nb = plan.blobs.len();
     // A blob's task gives None; a manifest's gives Some(what `put_new` said).
     let put = |i: usize| async move {
@@ -230,43 +227,53 @@ pub async fn push_repo(
                 .map(Some)
         }
     };
-    let done = schedule::run(&deps, how.concurrency, put).await?;
-    let mut report = RepoReport::default();
-    // Subjects indexed by the registry itself (OCI-Subject on the PUT).
-    let mut indexed = false;
-    for d in done.into_iter().flatten() {
-        // Only manifests here: None was there already, Some(indexed) was put.
-        match d {
-            None => report.manifests_existing += 1,
-            Some(i) => {
-                report.manifests_written += 1;
-                indexed |= i;
-            }
+    let late = signature_tasks(plan, &deps);
+    // Two runs only where fallback tags may follow. A registry that answers
+    // the referrers API before the push needs none: its signatures go in
+    // one run with the rest, and it is not asked again.
+    let answers = match how.fallback {
+        ReferrersFallback::Auto if late.contains(&true) => {
+            let scope = push_scope(repo, how.mount_from);
+            let probe = client.answers_referrers_before_push(repo, &plan.root.desc.digest, &scope);
+            // A registry that cannot say (a new repository it does not
+            // know yet, an error) is asked again once the image is in.
+            probe.await.unwrap_or(false)
         }
-    }
+        _ => false,
+    };
+    let late = match how.fallback {
+        ReferrersFallback::Never => vec![false; deps.len()],
+        _ if answers => vec![false; deps.len()],
+        _ => late,
+    };
+    let early: Vec<bool> = late.iter().map(|l| !l).collect();
+    let mut report = RepoReport::default();
+    let first = run_part(&deps, &early, how.concurrency, put).await?;
+    // A registry that answered the referrers API lists the referrers itself.
+    let indexed = report.count(first) || answers;
     // The subjects as the image's model has them, never parsed back.
-    let referrers: Vec<Referrer<'_>> = plan
+    let referrers: Vec<(Referrer<'_>, bool)> = plan
         .manifests
         .iter()
-        .filter_map(|m| {
-            Some(Referrer {
+        .enumerate()
+        .filter_map(|(i, m)| {
+            let r = Referrer {
                 desc: &m.desc,
                 bytes: &m.bytes,
                 subject: m.subject.as_deref()?,
-            })
+            };
+            Some((r, late[nb + i]))
         })
         .collect();
-    // The fallback tags and cosign's signature tags are written at once and
-    // wait one settle delay.
-    let settle = tag_merge::settle_delay();
-    let signature_tags = futures_util::future::try_join_all(
-        plan.signature_tags
-            .iter()
-            .map(|(tag, m)| client.extend_signature_tag(repo, tag, &m.bytes, settle)),
-    );
-    let fallback =
-        client.maintain_referrers_settling(repo, &referrers, indexed, how.fallback, settle);
-    let (fallback_tags, _) = futures_util::future::try_join(fallback, signature_tags).await?;
+    let tags = referrer_tags::Tags::new(client, repo, &referrers, &plan.signature_tags)?;
+    let rest = run_part(&deps, &late, how.concurrency, put);
+    let (fallback_tags, rest) = tags
+        .write(indexed, how.fallback, async move {
+            let done = rest.await?;
+            Ok(report_of(done))
+        })
+        .await?;
+    report.add(rest);
     report.fallback_tags = fallback_tags;
     for (tag, _) in &plan.signature_tags {
         info!(repo, %tag, "signature tag");
@@ -275,6 +282,78 @@ pub async fn push_repo(
         info!(repo, %tag, "referrers fallback tag");
     }
     Ok(report)
+}
+
+/// What each task of the plan waits for: its blobs, then its manifests
+/// ([`schedule::dependencies`]).
+fn dependencies(plan: &Plan) -> Vec<Vec<usize>> {
+    let blobs: Vec<&str> = plan.blobs.iter().map(|(d, _)| d.digest.as_str()).collect();
+    let manifests: Vec<schedule::Manifest<'_>> = plan
+        .manifests
+        .iter()
+        .map(|m| schedule::Manifest {
+            digest: &m.desc.digest,
+            bytes: &m.bytes,
+            subject: m.subject.as_deref(),
+        })
+        .collect();
+    schedule::dependencies(&blobs, &manifests)
+}
+
+/// The tasks that exist for signatures alone: bundles and cosign's tag
+/// layers, and the manifests that name them.
+fn signature_tasks(plan: &Plan, deps: &[Vec<usize>]) -> Vec<bool> {
+    let mut late = vec![false; deps.len()];
+    for (i, (d, _)) in plan.blobs.iter().enumerate() {
+        late[i] = crate::sign::is_signature_media_type(&d.media_type);
+    }
+    schedule::mark_dependents(deps, &mut late);
+    late
+}
+
+/// Runs the tasks `keep` marks, as [`schedule::run`] does.
+async fn run_part<T, E, F>(
+    deps: &[Vec<usize>],
+    keep: &[bool],
+    concurrency: usize,
+    put: impl Fn(usize) -> F,
+) -> Result<Vec<T>, E>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    let (ids, sub) = schedule::subset(deps, keep);
+    schedule::run(&sub, concurrency, |k| put(ids[k])).await
+}
+
+/// What a run of manifest puts gave: counts, and whether the registry
+/// indexed a subject itself (answered `OCI-Subject`).
+fn report_of(done: Vec<Option<Option<bool>>>) -> (RepoReport, bool) {
+    let mut report = RepoReport::default();
+    let indexed = report.count(done);
+    (report, indexed)
+}
+
+impl RepoReport {
+    /// Counts the manifests of a run: None was a blob, Some(None) a
+    /// manifest there already, Some(Some(indexed)) one put.
+    fn count(&mut self, done: Vec<Option<Option<bool>>>) -> bool {
+        let mut indexed = false;
+        for d in done.into_iter().flatten() {
+            match d {
+                None => self.manifests_existing += 1,
+                Some(i) => {
+                    self.manifests_written += 1;
+                    indexed |= i;
+                }
+            }
+        }
+        indexed
+    }
+
+    fn add(&mut self, (other, _): (RepoReport, bool)) {
+        self.manifests_written += other.manifests_written;
+        self.manifests_existing += other.manifests_existing;
+    }
 }
 
 /// Puts `m` by digest unless `skip_existing` finds it there: None when it
@@ -432,5 +511,52 @@ mod tests {
         };
         let open = |_: &Descriptor| -> Arc<dyn BlobOpen> { unreachable!() };
         assert!(Plan::new(&fake, &open).is_err());
+    }
+
+    #[test]
+    fn signatures_alone_go_in_the_second_part() {
+        let held = |mt: &str, b: &[u8]| -> (Descriptor, Arc<dyn BlobOpen>) {
+            let bytes = Bytes::copy_from_slice(b);
+            (Descriptor::of(mt, b), Arc::new(BytesBlob(bytes)))
+        };
+        let config = held(oci::MT_OCI_CONFIG, b"{}");
+        let layer = held(oci::MT_OCI_LAYER_GZIP, b"layer");
+        let statement = held("application/vnd.in-toto+json", b"statement");
+        let bundle = held(BUNDLE_MEDIA_TYPE, b"bundle");
+        let manifest = |layer: &Descriptor, subject: Option<&Item>| {
+            let json = format!(
+                r#"{{"config":{{"digest":"{}"}},"layers":[{{"digest":"{}"}}]}}"#,
+                config.0.digest, layer.digest
+            );
+            Item {
+                desc: Descriptor::of(MT_OCI_MANIFEST, json.as_bytes()),
+                bytes: Bytes::from(json),
+                subject: subject.map(|s| s.desc.digest.clone()),
+            }
+        };
+        let image = manifest(&layer.0, None);
+        let attestation = manifest(&statement.0, Some(&image));
+        let signature = manifest(&bundle.0, Some(&image));
+        let index_json = format!(r#"{{"manifests":[{{"digest":"{}"}}]}}"#, image.desc.digest);
+        let index = Item {
+            desc: Descriptor::of(MT_OCI_INDEX, index_json.as_bytes()),
+            bytes: Bytes::from(index_json),
+            subject: None,
+        };
+        let root = Item {
+            desc: index.desc.clone(),
+            bytes: index.bytes.clone(),
+            subject: None,
+        };
+        let plan = Plan {
+            blobs: vec![config, layer, statement, bundle],
+            manifests: vec![image, attestation, signature, index],
+            root,
+            signature_tags: Vec::new(),
+        };
+        let late = signature_tasks(&plan, &dependencies(&plan));
+        // The bundle and the signature manifest; not the image, its
+        // attestation, the index or the config the signature shares.
+        assert_eq!(late, [false, false, false, true, false, false, true, false]);
     }
 }

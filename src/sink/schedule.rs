@@ -126,6 +126,43 @@ where
     Ok(out)
 }
 
+/// The tasks `keep` marks, renumbered: their numbers in `deps`, and what
+/// each waits for among them. What they wait for outside the subset is
+/// taken to be in place (an earlier run put it).
+pub fn subset(deps: &[Vec<usize>], keep: &[bool]) -> (Vec<usize>, Vec<Vec<usize>>) {
+    let ids: Vec<usize> = (0..deps.len()).filter(|&i| keep[i]).collect();
+    let mut new_id = vec![usize::MAX; deps.len()];
+    for (k, &i) in ids.iter().enumerate() {
+        new_id[i] = k;
+    }
+    let sub = ids
+        .iter()
+        .map(|&i| {
+            deps[i]
+                .iter()
+                .filter(|&&d| keep[d])
+                .map(|&d| new_id[d])
+                .collect()
+        })
+        .collect();
+    (ids, sub)
+}
+
+/// Marks, besides the tasks marked already, every task that waits for a
+/// marked one, directly or through others: what cannot go before them.
+pub fn mark_dependents(deps: &[Vec<usize>], marked: &mut [bool]) {
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for (i, ds) in deps.iter().enumerate() {
+            if !marked[i] && ds.iter().any(|&d| marked[d]) {
+                marked[i] = true;
+                changed = true;
+            }
+        }
+    }
+}
+
 /// For each task, the number of tasks in the longest chain that starts
 /// with it and goes on through what waits for it. Tasks on a cycle (and
 /// those before one) count 0: they start in number order.
@@ -293,5 +330,20 @@ mod tests {
         }));
         assert_eq!(r.unwrap_err(), "task 7 failed");
         assert_eq!(*most.lock().unwrap(), 3);
+    }
+
+    #[test]
+    fn a_subset_keeps_its_own_dependencies_renumbered() {
+        // 0 and 1 blobs, 2 waits for 0, 3 waits for 1 and 2, 4 waits for 3.
+        let deps = vec![vec![], vec![], vec![0], vec![1, 2], vec![3]];
+        let mut late = vec![false, true, false, false, false];
+        mark_dependents(&deps, &mut late);
+        assert_eq!(late, [false, true, false, true, true]);
+        let early: Vec<bool> = late.iter().map(|l| !l).collect();
+        assert_eq!(subset(&deps, &early), (vec![0, 2], vec![vec![], vec![0]]));
+        assert_eq!(
+            subset(&deps, &late),
+            (vec![1, 3, 4], vec![vec![], vec![0], vec![1]])
+        );
     }
 }
