@@ -41,7 +41,7 @@ const SETTLE: Duration = Duration::from_millis(300);
 
 /// A settle delay: [`SETTLE`] and up to as much again of jitter, so that
 /// concurrent writers fall out of step.
-pub fn settle_delay() -> Duration {
+fn settle_delay() -> Duration {
     SETTLE + jitter(SETTLE)
 }
 
