@@ -136,17 +136,6 @@ impl RegistryClient {
         self.referrers_scoped(repo, digest, &pull_scope(repo)).await
     }
 
-    /// True when the registry answers the referrers API for `repo`, asked
-    /// with the token of a push (`scope`), before the push has put anything.
-    pub async fn answers_referrers_before_push(
-        &self,
-        repo: &str,
-        digest: &str,
-        scope: &str,
-    ) -> Result<bool> {
-        Ok(self.referrers_scoped(repo, digest, scope).await?.is_some())
-    }
-
     async fn referrers_scoped(
         &self,
         repo: &str,
@@ -178,7 +167,19 @@ impl RegistryClient {
 
     /// True when the registry answers the referrers API for `repo`.
     pub async fn supports_referrers(&self, repo: &str, digest: &str) -> Result<bool> {
-        Ok(self.referrers(repo, digest).await?.is_some())
+        self.supports_referrers_scoped(repo, digest, &pull_scope(repo))
+            .await
+    }
+
+    /// [`Self::supports_referrers`] asked with the token of `scope` (a
+    /// push's, so that asking before the push fetches no token of its own).
+    pub async fn supports_referrers_scoped(
+        &self,
+        repo: &str,
+        digest: &str,
+        scope: &str,
+    ) -> Result<bool> {
+        Ok(self.referrers_scoped(repo, digest, scope).await?.is_some())
     }
 
     /// The fallback tag's index for `subject`, or None when there is none.

@@ -227,25 +227,23 @@ pub async fn push_repo(
                 .map(Some)
         }
     };
-    let late = signature_tasks(plan, &deps);
+    let mut late = signature_tasks(plan, &deps);
     // Two runs only where fallback tags may follow. A registry that answers
     // the referrers API before the push needs none: its signatures go in
     // one run with the rest, and it is not asked again.
     let answers = match how.fallback {
         ReferrersFallback::Auto if late.contains(&true) => {
             let scope = push_scope(repo, how.mount_from);
-            let probe = client.answers_referrers_before_push(repo, &plan.root.desc.digest, &scope);
+            let probe = client.supports_referrers_scoped(repo, &plan.root.desc.digest, &scope);
             // A registry that cannot say (a new repository it does not
             // know yet, an error) is asked again once the image is in.
             probe.await.unwrap_or(false)
         }
         _ => false,
     };
-    let late = match how.fallback {
-        ReferrersFallback::Never => vec![false; deps.len()],
-        _ if answers => vec![false; deps.len()],
-        _ => late,
-    };
+    if answers || how.fallback == ReferrersFallback::Never {
+        late.fill(false);
+    }
     let early: Vec<bool> = late.iter().map(|l| !l).collect();
     let mut report = RepoReport::default();
     let first = run_part(&deps, &early, how.concurrency, put).await?;
@@ -269,8 +267,9 @@ pub async fn push_repo(
     let rest = run_part(&deps, &late, how.concurrency, put);
     let (fallback_tags, rest) = tags
         .write(indexed, how.fallback, async move {
-            let done = rest.await?;
-            Ok(report_of(done))
+            let mut report = RepoReport::default();
+            let indexed = report.count(rest.await?);
+            Ok((report, indexed))
         })
         .await?;
     report.add(rest);
@@ -325,14 +324,6 @@ where
     schedule::run(&sub, concurrency, |k| put(ids[k])).await
 }
 
-/// What a run of manifest puts gave: counts, and whether the registry
-/// indexed a subject itself (answered `OCI-Subject`).
-fn report_of(done: Vec<Option<Option<bool>>>) -> (RepoReport, bool) {
-    let mut report = RepoReport::default();
-    let indexed = report.count(done);
-    (report, indexed)
-}
-
 impl RepoReport {
     /// Counts the manifests of a run: None was a blob, Some(None) a
     /// manifest there already, Some(Some(indexed)) one put.
@@ -350,7 +341,7 @@ impl RepoReport {
         indexed
     }
 
-    fn add(&mut self, (other, _): (RepoReport, bool)) {
+    fn add(&mut self, other: RepoReport) {
         self.manifests_written += other.manifests_written;
         self.manifests_existing += other.manifests_existing;
     }

@@ -17,7 +17,7 @@
 //! runs from the end of the first part whether or not anything was written
 //! then.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
 use futures_util::future::{try_join, try_join_all};
@@ -28,7 +28,7 @@ use crate::oci::Descriptor;
 use crate::options::ReferrersFallback;
 use crate::registry::referrers::{by_subject, fallback_extension, fallback_tag, Referrer};
 use crate::registry::signature_tags::signature_tag_extension;
-use crate::registry::tag_merge::SettleClock;
+use crate::registry::tag_merge::{SettleClock, TagExtension};
 use crate::registry::{RegistryClient, RegistryError};
 
 type Result<T> = std::result::Result<T, RegistryError>;
@@ -37,8 +37,8 @@ type Result<T> = std::result::Result<T, RegistryError>;
 struct Waves<'a> {
     /// The subject of the first referrer of the first part.
     probe: Option<&'a str>,
-    /// The referrers of the first part whose subjects no signature names.
-    first: Vec<Referrer<'a>>,
+    /// The subjects that only referrers of the first part name.
+    first: BTreeSet<&'a str>,
     /// The subjects that signatures name.
     late: BTreeSet<&'a str>,
 }
@@ -51,13 +51,13 @@ impl<'a> Waves<'a> {
             .filter(|(_, late)| *late)
             .map(|(r, _)| r.subject)
             .collect();
-        let early = referrers.iter().filter(|(_, late)| !late).map(|(r, _)| r);
+        let early = referrers
+            .iter()
+            .filter(|(_, late)| !late)
+            .map(|(r, _)| r.subject);
         Waves {
-            probe: early.clone().next().map(|r| r.subject),
-            first: early
-                .filter(|r| !late.contains(r.subject))
-                .copied()
-                .collect(),
+            probe: early.clone().next(),
+            first: early.filter(|s| !late.contains(s)).collect(),
             late,
         }
     }
@@ -69,16 +69,12 @@ pub struct Tags<'a> {
     repo: &'a str,
     /// Every referrer by subject: what each fallback tag is to list.
     all: BTreeMap<&'a str, Vec<Descriptor>>,
-    /// A subject of the first part, to ask the registry about the
-    /// referrers API by as soon as that part is in.
-    probe: Option<&'a str>,
-    /// The subjects that only referrers of the first part name, with them:
-    /// the first wave.
-    first: BTreeMap<&'a str, Vec<Descriptor>>,
-    /// The subjects that referrers of the second wave name.
-    late: BTreeSet<&'a str>,
+    waves: Waves<'a>,
     signature_tags: &'a [(String, Item)],
 }
+
+/// When each tag was written (None: it held ours already).
+type Written<'a> = Vec<(&'a str, Option<Instant>)>;
 
 impl<'a> Tags<'a> {
     /// `referrers`: each with true when it belongs to the second wave (a
@@ -90,14 +86,11 @@ impl<'a> Tags<'a> {
         signature_tags: &'a [(String, Item)],
     ) -> Result<Tags<'a>> {
         let all: Vec<Referrer<'a>> = referrers.iter().map(|(r, _)| *r).collect();
-        let waves = Waves::of(referrers);
         Ok(Tags {
             client,
             repo,
             all: by_subject(&all)?,
-            probe: waves.probe,
-            first: by_subject(&waves.first)?,
-            late: waves.late,
+            waves: Waves::of(referrers),
             signature_tags,
         })
     }
@@ -110,55 +103,55 @@ impl<'a> Tags<'a> {
         indexed: bool,
         policy: ReferrersFallback,
         rest: impl Future<Output = Result<(R, bool)>>,
-    ) -> Result<(Vec<String>, (R, bool))> {
+    ) -> Result<(Vec<String>, R)> {
         let clock = SettleClock::start();
-        let (first, rest) = try_join(self.first_wave(indexed, policy), rest).await?;
-        let (wanted, mut written) = match first {
-            Some(first) => first,
+        let fallback: BTreeMap<&str, TagExtension<'_>> = self
+            .all
+            .iter()
+            .map(|(s, add)| (*s, fallback_extension(self.repo, s, add)))
+            .collect();
+        let cosign = self
+            .signature_tags
+            .iter()
+            .map(|(tag, m)| signature_tag_extension(self.repo, tag, &m.bytes))
+            .collect::<Result<Vec<_>>>()?;
+        let first = self.first_wave(indexed, policy, &fallback);
+        let ((wanted, mut written), (rest, late_indexed)) = try_join(first, rest).await?;
+        let wanted = match wanted {
+            Some(wanted) => wanted,
             // No referrer in the first part: decided with all of them.
             None => match self.all.keys().next() {
                 Some(probe) => {
-                    let indexed = indexed || rest.1;
-                    let wanted = self
-                        .client
+                    let indexed = indexed || late_indexed;
+                    self.client
                         .fallback_wanted(self.repo, probe, indexed, policy)
-                        .await?;
-                    (wanted, HashMap::new())
+                        .await?
                 }
-                None => (false, HashMap::new()),
+                None => false,
             },
         };
-        let subjects: Vec<&str> = match wanted {
-            true => self.late.iter().copied().collect(),
+        let late: Vec<&str> = match wanted {
+            true => self.waves.late.iter().copied().collect(),
             false => Vec::new(),
         };
         let (second, signed) = try_join(
-            try_join_all(
-                subjects
-                    .iter()
-                    .map(|s| self.write_fallback(s, &self.all[s])),
-            ),
-            try_join_all(self.signature_tags.iter().map(|(tag, m)| async move {
-                let x = signature_tag_extension(self.repo, tag, &m.bytes)?;
-                self.client.write_tag(&x).await
-            })),
+            self.write_each(late.into_iter(), &fallback),
+            try_join_all(cosign.iter().map(|x| self.client.write_tag(x))),
         )
         .await?;
-        for (s, at) in second {
-            let before = written.get(s).copied().flatten();
-            written.insert(s, at.or(before));
-        }
-        let fallback = try_join_all(written.iter().map(|(s, at)| {
-            let x = fallback_extension(self.repo, s, &self.all[s]);
-            async move { self.client.settle_tag(&x, clock, *at).await }
-        }));
-        let cosign = try_join_all(self.signature_tags.iter().zip(signed).map(
-            |((tag, m), at)| async move {
-                let x = signature_tag_extension(self.repo, tag, &m.bytes)?;
-                self.client.settle_tag(&x, clock, at).await
-            },
-        ));
-        try_join(fallback, cosign).await?;
+        written.extend(second);
+        let settle_fallback = try_join_all(
+            written
+                .iter()
+                .map(|(s, at)| self.client.settle_tag(&fallback[s], clock, *at)),
+        );
+        let settle_cosign = try_join_all(
+            cosign
+                .iter()
+                .zip(signed)
+                .map(|(x, at)| self.client.settle_tag(x, clock, at)),
+        );
+        try_join(settle_fallback, settle_cosign).await?;
         let tags = match wanted {
             true => self.all.keys().map(|s| fallback_tag(s)).collect(),
             false => Vec::new(),
@@ -167,39 +160,40 @@ impl<'a> Tags<'a> {
     }
 
     /// Decides whether fallback tags are wanted, by the referrers of the
-    /// first part, and writes theirs: None when there are none to decide by.
+    /// first part (None when there are none to decide by), and writes the
+    /// first wave's.
     async fn first_wave(
         &self,
         indexed: bool,
         policy: ReferrersFallback,
-    ) -> Result<Option<(bool, HashMap<&'a str, Option<Instant>>)>> {
-        let Some(probe) = self.probe else {
-            return Ok(None);
+        fallback: &BTreeMap<&str, TagExtension<'_>>,
+    ) -> Result<(Option<bool>, Written<'a>)> {
+        let Some(probe) = self.waves.probe else {
+            return Ok((None, Vec::new()));
         };
         let wanted = self
             .client
             .fallback_wanted(self.repo, probe, indexed, policy)
             .await?;
         if !wanted {
-            return Ok(Some((false, HashMap::new())));
+            return Ok((Some(false), Vec::new()));
         }
-        let written = try_join_all(
-            self.first
-                .iter()
-                .map(|(s, add)| self.write_fallback(s, add)),
-        )
-        .await?;
-        Ok(Some((true, written.into_iter().collect())))
+        let written = self
+            .write_each(self.waves.first.iter().copied(), fallback)
+            .await?;
+        Ok((Some(true), written))
     }
 
-    /// Writes `subject`'s fallback tag to list `add`: when, if it was.
-    async fn write_fallback(
+    /// Writes the fallback tags of `subjects`, all at once.
+    async fn write_each(
         &self,
-        subject: &'a str,
-        add: &[Descriptor],
-    ) -> Result<(&'a str, Option<Instant>)> {
-        let x = fallback_extension(self.repo, subject, add);
-        Ok((subject, self.client.write_tag(&x).await?))
+        subjects: impl Iterator<Item = &'a str>,
+        fallback: &BTreeMap<&str, TagExtension<'_>>,
+    ) -> Result<Written<'a>> {
+        try_join_all(
+            subjects.map(|s| async move { Ok((s, self.client.write_tag(&fallback[s]).await?)) }),
+        )
+        .await
     }
 }
 
@@ -232,8 +226,7 @@ mod tests {
         // The registry is asked by the first part's first subject, even
         // though its tag waits for the second wave.
         assert_eq!(w.probe, Some("sha256:a"));
-        let first: Vec<&str> = w.first.iter().map(|r| r.subject).collect();
-        assert_eq!(first, ["sha256:b"]);
+        assert_eq!(w.first, BTreeSet::from(["sha256:b"]));
         assert_eq!(w.late, BTreeSet::from(["sha256:a", "sha256:root"]));
         // Without signatures everything is the first wave.
         let unsigned = [r(&att_a, "sha256:a", false), r(&att_b, "sha256:b", false)];
